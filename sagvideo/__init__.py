@@ -1,0 +1,27 @@
+"""sagvideo: restyle videos to match a reference image with Symplectic Adjoint Guidance.
+
+The guidance core (`sagvideo.guidance`) is importable without diffusers; the pipeline entry
+points are imported lazily so `import sagvideo` stays fast.
+"""
+
+from .guidance import GramStyleLoss, SAGParams, clean_estimate, sag_gradient, sample
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "stylize_video": "sagvideo.pipeline",
+    "stylize_image": "sagvideo.pipeline",
+    "load_config": "sagvideo.config",
+    "Config": "sagvideo.config",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'sagvideo' has no attribute {name!r}")
+
+
+__all__ = ["GramStyleLoss", "SAGParams", "clean_estimate", "sag_gradient", "sample", *_LAZY]

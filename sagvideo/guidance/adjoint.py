@@ -1,0 +1,198 @@
+"""The guidance gradient `g = dE/dx_t` through the n-step clean estimate, three ways.
+
+- `symplectic`: forward without a graph keeping only the states, then one VJP per network
+  evaluation in reverse (exact; one graph alive at a time; memory flat in n).
+- `direct`: autograd through all steps (exact; n graphs alive; the reference).
+- `adjoint`: the continuous adjoint (Chen et al. 2018), states re-integrated backward instead of
+  stored (approximate; for comparison).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from .ddim import EstimateGrid, estimate_grid
+from .euler import euler_backward, euler_forward
+from .evals import CheckedEps, EpsFn, GradientCost, require_finite
+from .heun import heun_backward, heun_forward
+
+METHODS = ("symplectic", "direct", "adjoint")
+SCHEMES = ("euler", "heun")
+LossFn = Callable[[Tensor], Tensor]
+
+_FORWARD = {"euler": euler_forward, "heun": heun_forward}
+_BACKWARD = {"euler": euler_backward, "heun": heun_backward}
+
+
+def _check_inputs(x_t: Any, t: Any, alphas_cumprod: Any, loss_fn: Any, n: Any, method: str, scheme: str) -> int:
+    """Validate at the door; returns t as an int."""
+    if not isinstance(x_t, Tensor) or not x_t.is_floating_point():
+        raise TypeError(f"x_t must be a floating-point torch.Tensor, got {type(x_t).__name__}.")
+    if not isinstance(alphas_cumprod, Tensor) or alphas_cumprod.dim() != 1 or len(alphas_cumprod) == 0:
+        raise TypeError(
+            "alphas_cumprod must be a non-empty 1-D torch.Tensor (the scheduler's alphas_cumprod), "
+            f"got {type(alphas_cumprod).__name__}"
+            + (f" of shape {tuple(alphas_cumprod.shape)}" if isinstance(alphas_cumprod, Tensor) else "")
+            + "."
+        )
+    if isinstance(t, Tensor) and t.numel() == 1 and not t.is_floating_point():
+        t = int(t.item())
+    if isinstance(t, bool) or not isinstance(t, int):
+        raise TypeError(f"t must be an integer timestep, got {t!r}.")
+    if not 0 <= t < len(alphas_cumprod):
+        raise ValueError(
+            f"t={t} is outside the schedule: timesteps run from 0 to {len(alphas_cumprod) - 1} "
+            f"(len(alphas_cumprod) - 1). Pass a timestep of the schedule."
+        )
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an integer >= 1 (noise-prediction evaluations in the clean estimate), got {n!r}.")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}.")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}.")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(x0_hat) -> scalar, got {type(loss_fn).__name__}.")
+    return t
+
+
+def _scalar_loss(loss: Any) -> Tensor:
+    if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() > 1:
+        got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+        raise ValueError(
+            f"loss_fn must return a scalar tensor, got {got}. Reduce it, e.g. with .mean() or .sum()."
+        )
+    require_finite(loss.detach(), "the guidance loss")
+    return loss.reshape(())
+
+
+def loss_and_lambda(loss_fn: LossFn, x0: Tensor) -> tuple[Tensor, Tensor]:
+    """`(E(x0), dE/dx0)` for a clean estimate x0 (any shape).
+
+    A loss with a `value_and_grad(x0)` method (e.g. one that decodes frames in chunks) computes
+    both itself; a plain callable is differentiated with autograd.
+    """
+    x0 = x0.detach()
+    if hasattr(loss_fn, "value_and_grad"):
+        loss, lam = loss_fn.value_and_grad(x0)
+        loss = _scalar_loss(loss)
+    else:
+        leaf = x0.requires_grad_(True)
+        with torch.enable_grad():
+            loss = _scalar_loss(loss_fn(leaf))
+            if not loss.requires_grad:
+                raise ValueError("loss_fn's result does not depend on x0_hat (no gradient); check the loss.")
+            (lam,) = torch.autograd.grad(loss, leaf)
+    if lam.shape != x0.shape:
+        raise ValueError(f"the loss gradient has shape {tuple(lam.shape)}, expected {tuple(x0.shape)}.")
+    require_finite(lam, "the loss gradient dE/dx0_hat")
+    return loss.detach(), lam.to(x0.dtype)
+
+
+def _symplectic(eps: CheckedEps, x_t, grid, loss_fn, scheme, first_eps, cost):
+    with torch.no_grad():
+        x0, saved = _FORWARD[scheme](eps, x_t.detach(), grid, first_eps)
+    loss, lam = loss_and_lambda(loss_fn, x0)
+    return _BACKWARD[scheme](eps, saved, grid, lam, cost), loss
+
+
+def _direct(eps: CheckedEps, x_t, grid, loss_fn, scheme, cost):
+    leaf = x_t.detach().requires_grad_(True)
+    with torch.enable_grad():
+        x0, _ = _FORWARD[scheme](eps, leaf, grid)
+        loss, lam = loss_and_lambda(loss_fn, x0)
+        (grad,) = torch.autograd.grad(x0, leaf, lam)
+    cost.vjps += 1
+    require_finite(grad, "the gradient back-propagated through the estimate")
+    return grad, loss
+
+
+def _sigma(a: float) -> float:
+    return math.sqrt((1.0 - a) / a)
+
+
+def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, scheme, cost):
+    """Euler integration of `da/dsigma = -a^T d eps/dy` and of y backward from the clean end.
+
+    In `y = x / sqrt(alpha)`: state and adjoint go from sigma = 0 back to sigma_0 together, the
+    network evaluated at the end of each interval on the re-integrated state (at the clean end
+    it is evaluated at timestep 0, the nearest the network knows). Approximate: the error is
+    O(h), so it shrinks as n grows.
+    """
+    with torch.no_grad():
+        x0, _ = _FORWARD[scheme](eps, x_t.detach(), grid)
+    loss, lam = loss_and_lambda(loss_fn, x0)
+    y, adj = x0, lam  # alpha = 1 at the clean end, so y = x and dE/dy = dE/dx there
+    for k in reversed(range(grid.n)):
+        c_end = math.sqrt(grid.alphas[k + 1])
+        t_end = grid.timestep(k + 1)
+        t_end = 0 if t_end is None else t_end
+        h = _sigma(grid.alphas[k + 1]) - _sigma(grid.alphas[k])  # negative: sigma falls forward
+        where = f"continuous-adjoint step {k}"
+        leaf = y.detach().requires_grad_(True)
+        with torch.enable_grad():
+            f = eps(c_end * leaf, t_end, where)
+            (adj_jac,) = torch.autograd.grad(f, leaf, adj)
+        cost.vjps += 1
+        y = (leaf - h * f).detach()
+        adj = adj + h * adj_jac
+        require_finite(adj, f"the adjoint after {where}")
+    return adj / math.sqrt(grid.alphas[0]), loss
+
+
+def sag_gradient(
+    eps_fn: EpsFn,
+    x_t: Tensor,
+    t: int,
+    alphas_cumprod: Tensor,
+    loss_fn: LossFn,
+    *,
+    n: int = 4,
+    method: str = "symplectic",
+    scheme: str = "euler",
+    first_eps: Tensor | None = None,
+    cost: GradientCost | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Gradient of `loss_fn(x0_hat)` w.r.t. `x_t`, x0_hat the n-step clean estimate from `(x_t, t)`.
+
+    Args:
+        eps_fn: `eps_fn(x, t) -> eps`, same shape as x (any shape, e.g. (B, C, F, H, W)).
+        x_t: the noisy sample at timestep `t`.
+        t: integer timestep, 0 <= t < len(alphas_cumprod).
+        alphas_cumprod: 1-D tensor of the scheduler's alpha-bar.
+        loss_fn: `loss_fn(x0_hat) -> scalar tensor`, or an object with `value_and_grad(x0)`.
+        n: noise-prediction evaluations (Euler; n = 1 is the one-step estimate) or Heun steps.
+        method: "symplectic" (exact, memory flat in n), "direct" (autograd), "adjoint" (approximate).
+        scheme: "euler" (DDIM) or "heun" (second order).
+        first_eps: the prediction at (x_t, t) if the caller already has it (saves one evaluation;
+            used by the graph-free forwards only).
+        cost: a `GradientCost` to add the evaluation and VJP counts to.
+
+    Returns:
+        `(grad, loss)`: grad shaped like x_t, loss a detached 0-d tensor.
+    """
+    t = _check_inputs(x_t, t, alphas_cumprod, loss_fn, n, method, scheme)
+    cost = cost if cost is not None else GradientCost()
+    eps = CheckedEps(eps_fn, cost)
+    grid = estimate_grid(t, n, alphas_cumprod)
+    if first_eps is not None and first_eps.shape != x_t.shape:
+        raise ValueError(f"first_eps has shape {tuple(first_eps.shape)}, expected x_t's {tuple(x_t.shape)}.")
+    if method == "symplectic":
+        grad, loss = _symplectic(eps, x_t, grid, loss_fn, scheme, first_eps, cost)
+    elif method == "direct":
+        grad, loss = _direct(eps, x_t, grid, loss_fn, scheme, cost)
+    else:
+        grad, loss = _continuous_adjoint(eps, x_t, grid, loss_fn, scheme, cost)
+    return grad.to(x_t.dtype), loss
+
+
+def clean_estimate(
+    eps_fn: EpsFn, x_t: Tensor, t: int, alphas_cumprod: Tensor, *, n: int = 1, scheme: str = "euler"
+) -> Tensor:
+    """The n-step clean estimate x0_hat from `(x_t, t)` (shape of x_t); differentiable under grad."""
+    t = _check_inputs(x_t, t, alphas_cumprod, lambda x: x, n, "direct", scheme)
+    x0, _ = _FORWARD[scheme](CheckedEps(eps_fn, GradientCost()), x_t, estimate_grid(t, n, alphas_cumprod))
+    return x0

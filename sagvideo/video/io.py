@@ -1,0 +1,503 @@
+"""Read the frames a run needs from a video, and write results (video, GIF, PNG folder) atomically.
+
+Reading uses decord with random access (`get_batch`) and decoder-side resizing, so only the
+selected frames are decoded, already at model size: a long 4K input is never held whole in
+memory. Stream facts (size, audio, duration) come from the `ffmpeg -i` banner of the
+imageio-ffmpeg binary; the exact rational frame rate is recovered from decord's float
+average rate (see `_exact_fps`). Writing pipes raw RGB frames into that ffmpeg binary.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..errors import InputError, SagVideoError
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
+
+
+class FFmpegError(SagVideoError, RuntimeError):
+    """The ffmpeg binary failed; the message carries the end of its error output."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Facts about a video file, gathered without decoding its frames."""
+
+    path: Path
+    frame_count: int
+    fps: Fraction
+    width: int
+    height: int
+    has_audio: bool
+    duration: float  # seconds, container duration (falls back to frame_count / fps)
+
+
+@dataclass
+class Clip:
+    """Frames selected from a video and resized for the model.
+
+    `frames` is uint8 (F, H, W, 3) at `model_size` = (W, H). `fps` is the exact source rate;
+    with `stride` > 1 write the result at `output_fps` (= fps / stride) so it plays at real
+    speed and stays in sync with the audio span [`start_time`, `end_time`).
+    """
+
+    frames: np.ndarray
+    fps: Fraction
+    indices: list[int]
+    source_size: tuple[int, int]
+    model_size: tuple[int, int]
+    start_time: float
+    end_time: float
+    has_audio: bool
+    path: Path
+    stride: int = 1
+
+    @property
+    def output_fps(self) -> Fraction:
+        """Frame rate that plays the selected frames at the source's real speed."""
+        return self.fps / self.stride
+
+    @property
+    def audio_span(self) -> tuple[float, float]:
+        """(start_s, end_s) of the source covered by the clip, for `write_video(audio_span=...)`."""
+        return (self.start_time, self.end_time)
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary shipped with imageio-ffmpeg (there may be no system ffmpeg)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+# ----------------------------------------------------------------------------- atomic output
+
+
+def _fs_error(folder: Path, exc: OSError) -> InputError:
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and not folder.is_dir():
+        if folder.exists():
+            return InputError(
+                f"Output folder '{folder}' is a file, not a folder. "
+                f"To fix: choose an output path inside an existing folder."
+            )
+        return InputError(
+            f"Output folder '{folder}' does not exist. "
+            f"To fix: create it (mkdir -p '{folder}') or choose another output path."
+        )
+    return InputError(
+        f"Output folder '{folder}' is not writable ({exc.strerror or exc}). "
+        f"To fix: choose a folder you can write to, or change its permissions."
+    )
+
+
+def _publish_mode(path: Path, directory: bool = False) -> None:
+    # mkstemp/mkdtemp create 0600/0700 entries; give the result the permissions a plain
+    # open() would have (0666/0777 minus umask) so other users can read the output.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
+
+    The temporary file (`.<stem>.tmp-XXXX<suffix>`, same folder, so the final `os.replace` is
+    atomic) is deleted on any exception, KeyboardInterrupt included. An existing `path` is
+    replaced: callers that must not overwrite check first with `check_output_path`.
+    """
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _fs_error(path.parent, exc) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _publish_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_path` for a folder: yield a temporary folder, rename it to `path` on success.
+
+    An existing folder at `path` is swapped out and deleted only after the new one is in place.
+    """
+    path = Path(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise _fs_error(path.parent, exc) from exc
+    try:
+        yield tmp
+        _publish_mode(tmp, directory=True)
+        old = None
+        if path.is_dir() and not path.is_symlink():
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, before any expensive work, that `path` can be written; return it absolute.
+
+    Raises InputError when the folder is missing, is a file, or refuses new files (tested by
+    creating and removing a temporary file, which also catches read-only mounts and works as
+    root), or when `path` exists and `overwrite` is False.
+    """
+    path = Path(path).expanduser().absolute()
+    folder = path.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sagvideo-write-check-", dir=folder)
+    except OSError as exc:
+        raise _fs_error(folder, exc) from exc
+    os.close(fd)
+    os.unlink(probe)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise InputError(
+            f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "
+            f"or choose another output path."
+        )
+    return path
+
+
+# ----------------------------------------------------------------------------- probing
+
+
+def _ffmpeg_banner(path: Path) -> str:
+    # `ffmpeg -i FILE` with no output prints the container/stream summary and exits 1.
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+    )
+    return proc.stderr.decode("utf-8", errors="replace")
+
+
+def _not_a_video(path: Path, why: str) -> InputError:
+    return InputError(
+        f"'{path}' cannot be read as a video ({why}). To fix: pass a video file such as an "
+        f"H.264 .mp4; other formats can be converted with "
+        f"`ffmpeg -i '{path.name}' -c:v libx264 -pix_fmt yuv420p out.mp4`."
+    )
+
+
+def _exact_fps(avg_fps: float, banner_fps: str | None) -> Fraction:
+    """The source frame rate as an exact fraction.
+
+    decord reports `av_q2d(avg_frame_rate)`, a float; the fraction with denominator <= 1001
+    nearest to it is the exact rate for every rate with such a denominator (25, 24000/1001,
+    30000/1001, 2997/125, ...), because two distinct such fractions differ by more than 1e-6
+    and the float is accurate to ~1e-15. The banner's rounded "29.97 fps" is a fallback only.
+    """
+    if math.isfinite(avg_fps) and avg_fps > 0:
+        return Fraction(avg_fps).limit_denominator(1001)
+    if banner_fps:
+        value = float(banner_fps[:-1]) * 1000 if banner_fps.endswith("k") else float(banner_fps)
+        ntsc = round(value * 1.001)
+        # "29.97", "23.98", "59.94" are the banner's rounding of N*1000/1001.
+        if abs(value - round(value)) > 0.005 and abs(value - ntsc * 1000 / 1001) < 0.006:
+            return Fraction(ntsc * 1000, 1001)
+        return Fraction(value).limit_denominator(1001)
+    raise InputError("The video reports no frame rate. To fix: re-encode it with ffmpeg (`-r 25`).")
+
+
+def _open_reader(path: Path, **kwargs):
+    import decord
+
+    try:
+        return decord.VideoReader(str(path), ctx=decord.cpu(0), **kwargs)
+    except Exception as exc:  # decord raises DECORDError (not a RuntimeError) or RuntimeError
+        raise _not_a_video(path, f"decord: {str(exc).strip().splitlines()[-1][:200]}") from exc
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Frame count, exact fps, size, audio presence and duration of a video, without decoding it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise InputError(f"Video file '{path}' not found. To fix: check the path" + ("" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')") + ".")
+    if not path.is_file():
+        raise InputError(f"'{path}' is not a file. To fix: pass the path of a video file.")
+    banner = _ffmpeg_banner(path)
+    fmt = re.search(r"Input #0, ([\w,]+), from", banner)
+    if fmt is None:
+        reason = banner.strip().splitlines()[-1] if banner.strip() else "ffmpeg cannot open it"
+        raise _not_a_video(path, reason)
+    if fmt.group(1) == "image2" or fmt.group(1).endswith("_pipe"):
+        raise _not_a_video(path, f"it is a still image ({fmt.group(1)}), not a video")
+    video_line = re.search(r"Stream #\d+:\d+.*?: Video: (.*)", banner)
+    if video_line is None:
+        raise _not_a_video(path, "it has no video stream")
+    size = re.search(r", (\d+)x(\d+)\b", video_line.group(1))
+    banner_fps = re.search(r"([\d.]+k?) (?:fps|tbr)", video_line.group(1))
+    reader = _open_reader(path)
+    frame_count = len(reader)
+    fps = _exact_fps(reader.get_avg_fps(), banner_fps.group(1) if banner_fps else None)
+    if size is not None:
+        width, height = int(size.group(1)), int(size.group(2))
+    else:  # banner without a size: decode one frame to learn it
+        height, width = reader[0].shape[:2]
+    dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", banner)
+    duration = (
+        int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))
+        if dur else float(frame_count / fps)
+    )
+    has_audio = re.search(r"Stream #\d+:\d+.*?: Audio: ", banner) is not None
+    return VideoInfo(path, frame_count, fps, width, height, has_audio, duration)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _positive_int(value, name: str, flag: str, minimum: int = 1) -> int:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise InputError(f"{name} must be a whole number, got {value!r}. To fix: pass e.g. {flag} 16.") from None
+    if value < minimum:
+        raise InputError(f"{name} must be at least {minimum}, got {value}. To fix: pass {flag} {minimum} or more.")
+    return value
+
+
+def model_size_for(width: int, height: int, size: int) -> tuple[int, int]:
+    """(W, H) with the short side `size` and the aspect kept, both rounded to multiples of 8.
+
+    `size` itself is rounded to the nearest multiple of 8 (e.g. 500 -> 504); no side is below 8.
+    """
+    def to8(x: float) -> int:
+        return max(8, int(math.floor(x / 8 + 0.5)) * 8)
+
+    short = to8(size)
+    scale = short / min(width, height)
+    return to8(width * scale), to8(height * scale)
+
+
+def frame_indices(frame_count: int, frames: int, stride: int, start: int, name: str = "The video") -> list[int]:
+    """Source indices start, start+stride, ... (`frames` of them); InputError if they do not fit."""
+    last = start + (frames - 1) * stride
+    if last < frame_count:
+        return list(range(start, last + 1, stride))
+    fixes = []
+    if start < frame_count:
+        max_frames = (frame_count - 1 - start) // stride + 1
+        fixes.append(f"--frames {max_frames}")
+        if frames > 1 and (frame_count - 1 - start) // (frames - 1) >= 1:
+            fixes.append(f"--stride {(frame_count - 1 - start) // (frames - 1)}")
+    if frame_count - 1 - (frames - 1) * stride >= 0:
+        fixes.append(f"--start {frame_count - 1 - (frames - 1) * stride}")
+    fix = (" or ".join(fixes)) if fixes else f"--frames {frame_count} --stride 1 --start 0"
+    raise InputError(
+        f"{name} has {frame_count} frames (indices 0-{frame_count - 1}), but frames={frames}, "
+        f"stride={stride}, start={start} needs frame {last}. To fix: use {fix}."
+    )
+
+
+def read_clip(path: str | os.PathLike, *, frames: int = 16, stride: int = 1, start: int = 0, size: int = 512) -> Clip:
+    """Decode frames start, start+stride, ... (`frames` of them), resized for the model.
+
+    Returns a Clip whose `frames` are uint8 (frames, H, W, 3) with min(H, W) = `size` rounded
+    to a multiple of 8, the source aspect kept within rounding, and W, H multiples of 8. Only
+    the selected frames are decoded, and the decoder resizes them (decord `width`/`height`).
+    """
+    frames = _positive_int(frames, "frames", "--frames")
+    stride = _positive_int(stride, "stride", "--stride")
+    start = _positive_int(start, "start", "--start", minimum=0)
+    size = _positive_int(size, "size", "--size", minimum=1)
+    info = probe_video(path)
+    if info.frame_count == 0:
+        raise InputError(f"'{info.path}' has no decodable video frames. To fix: pass another video, or re-encode it.")
+    indices = frame_indices(info.frame_count, frames, stride, start, name=f"'{info.path.name}'")
+    model_w, model_h = model_size_for(info.width, info.height, size)
+    reader = _open_reader(info.path, width=model_w, height=model_h)
+    try:
+        batch = reader.get_batch(indices).asnumpy()
+    except Exception as exc:
+        raise InputError(
+            f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({exc}). "
+            f"To fix: re-encode the video with ffmpeg, or pick other frames with --start."
+        ) from exc
+    if batch.shape[1:3] != (model_h, model_w):  # decoder ignored the size (rotated input): resize here
+        batch = restore_size(batch, (model_w, model_h))
+    end = Fraction(min(start + frames * stride, info.frame_count))
+    return Clip(
+        frames=np.ascontiguousarray(batch, dtype=np.uint8),
+        fps=info.fps,
+        indices=indices,
+        source_size=(info.width, info.height),
+        model_size=(model_w, model_h),
+        start_time=float(start / info.fps),
+        end_time=float(end / info.fps),
+        has_audio=info.has_audio,
+        path=info.path,
+        stride=stride,
+    )
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0 or frames.dtype != np.uint8:
+        raise InputError(
+            f"Frames must be a non-empty uint8 array of shape (F, H, W, 3), got {frames.dtype} {frames.shape}. "
+            f"To fix: convert with (x.clip(0, 1) * 255).round().astype(np.uint8)."
+        )
+    return frames
+
+
+def restore_size(frames: np.ndarray, source_size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 (F, h, w, 3) frames to `source_size` = (W, H): returns (F, H, W, 3).
+
+    The model size keeps the source aspect up to rounding to multiples of 8, so a plain
+    (bicubic) resize restores the original geometry with at most a few pixels of stretch.
+    """
+    frames = _check_frames(frames)
+    width, height = source_size
+    if frames.shape[1:3] == (height, width):
+        return frames.copy()
+    out = np.empty((frames.shape[0], height, width, 3), dtype=np.uint8)
+    for i, frame in enumerate(frames):
+        out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC))
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _even_frames(frames: np.ndarray) -> np.ndarray:
+    # yuv420p needs even width and height: repeat the last row/column (less visible than black).
+    pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
+    if pad_h or pad_w:
+        frames = np.pad(frames, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return frames
+
+
+def _frame_bytes(frame: np.ndarray) -> bytes:
+    return np.ascontiguousarray(frame).tobytes()
+
+
+def _pipe_to_ffmpeg(cmd: list[str], frames: np.ndarray, output: Path) -> None:
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty ffmpeg cannot block us
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            try:
+                for frame in frames:
+                    proc.stdin.write(_frame_bytes(frame))
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # ffmpeg exited early; its exit code and stderr below say why
+            rc = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if rc != 0:
+            err.seek(0)
+            tail = err.read().decode("utf-8", errors="replace").strip()[-1500:]
+            raise FFmpegError(f"ffmpeg failed (exit code {rc}) writing '{output}':\n{tail}")
+
+
+def write_video(
+    frames: np.ndarray,
+    path: str | os.PathLike,
+    fps: Fraction | int | float,
+    *,
+    audio_from: str | os.PathLike | None = None,
+    audio_span: tuple[float, float] | None = None,
+    crf: int = 18,
+    overwrite: bool = False,
+    preset: str = "medium",
+) -> Path:
+    """Encode uint8 (F, H, W, 3) RGB frames to H.264/yuv420p at the exact rational rate `fps`.
+
+    Audio from `audio_from` (seconds `audio_span`, or from 0) is re-encoded to AAC when that
+    file has audio, trimmed to the video's length. Odd H or W gets one repeated edge row/column
+    (yuv420p needs even sizes). The file appears only when complete (atomic rename).
+    """
+    frames = _even_frames(_check_frames(frames))
+    path = check_output_path(path, overwrite)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InputError(f"Cannot write video '{path.name}': use one of {', '.join(VIDEO_SUFFIXES)} (or .gif).")
+    fps = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+    if fps <= 0:
+        raise InputError(f"fps must be positive, got {fps}. To fix: pass the source rate, e.g. 25.")
+    n, h, w = frames.shape[:3]
+    rate = f"{fps.numerator}/{fps.denominator}"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate, "-i", "pipe:0"]
+    audio = audio_from is not None and probe_video(audio_from).has_audio
+    if audio:
+        start, end = audio_span if audio_span is not None else (0.0, math.inf)
+        length = min(end - start, float(n / fps))
+        cmd += ["-ss", f"{start:.6f}", "-t", f"{length:.6f}", "-i", str(Path(audio_from).expanduser())]
+    cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio else [])
+    cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p", "-r", rate]
+    cmd += (["-c:a", "aac", "-b:a", "192k"] if audio else []) + ["-movflags", "+faststart"]
+    with atomic_path(path) as tmp:
+        _pipe_to_ffmpeg(cmd + [str(tmp)], frames, path)
+    return path
+
+
+def _gif_durations_ms(n: int, fps: Fraction) -> list[int]:
+    # GIF stores delays in 1/100 s; spread the rounding so the total length stays exact.
+    ticks = [round(Fraction(100 * i) / fps) for i in range(n + 1)]
+    return [max(1, b - a) * 10 for a, b in zip(ticks, ticks[1:])]
+
+
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float, overwrite: bool = False) -> Path:
+    """Write uint8 (F, H, W, 3) frames as a looping GIF (per-frame palettes); atomic."""
+    frames = _check_frames(frames)
+    path = check_output_path(path, overwrite)
+    fps = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+    images = [Image.fromarray(f) for f in frames]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=_gif_durations_ms(len(images), fps), loop=0)
+    return path
+
+
+def write_frames_dir(frames: np.ndarray, folder: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write uint8 (F, H, W, 3) frames as folder/frame_00000.png, ...; the folder appears whole."""
+    frames = _check_frames(frames)
+    folder = check_output_path(folder, overwrite)
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"'{folder}' is a file, not a folder. To fix: choose another output folder name.")
+    with atomic_dir(folder) as tmp:
+        for i, frame in enumerate(frames):
+            Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
+    return folder
