@@ -238,12 +238,14 @@ def _build_random(preset: str, video: bool, ids: dict, device: torch.device, dty
     controlnet = ControlNetModel.from_unet(
         unet2d, conditioning_embedding_out_channels=presets.controlnet_embedding_channels(preset))
     if preset == "tiny":
-        # ControlNet's output convolutions start at zero; give them small random weights so
-        # that the tiny ControlNet has a visible effect (and tests can see residuals).
-        for name, param in controlnet.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block",
-                                "controlnet_cond_embedding.conv_out")):
-                torch.nn.init.normal_(param, std=0.02)
+        # ControlNet's zero convolutions would make its residuals exactly zero; give them the
+        # usual random init so that the tiny ControlNet visibly depends on the control image.
+        for conv in (*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block):
+            conv.reset_parameters()
+        for conv in controlnet.controlnet_cond_embedding.modules():
+            if isinstance(conv, torch.nn.Conv2d):  # variance-preserving, so the image gets through
+                torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+                torch.nn.init.zeros_(conv.bias)
     vae = AutoencoderKL(**presets.vae_config(preset))
     text_encoder = CLIPTextModel(CLIPTextConfig(**presets.clip_text_config(preset)))
     clip_vision = CLIPVisionModel(CLIPVisionConfig(**presets.clip_vision_config(preset)))

@@ -1,0 +1,396 @@
+"""The main job: video -> depth -> guided sampling -> frames -> files + report.
+
+Data flows one way: `read_clip` -> `clip_depth` -> `DepthControlledEps` + `LatentStyleLoss`
+-> `guidance.sample` (SAG on the guided steps) -> decode -> `write_video` + report + contact sheet.
+Images are the one-frame case of the same sampler.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .config import Config, load_config
+from .denoiser import DepthControlledEps, decode_frames, decode_latents, initial_noise
+from .errors import InputError
+from .guidance import GramStyleLoss, LatentStyleLoss, SAGParams, ddim_timesteps, sample
+from .images import contact_sheet, load_photo, load_style_image, write_image
+from .models.components import Components, load_components, resolve_device_dtype, tiny_components
+from .models.presets import ModelIds
+from .video.depth import clip_depth, depth_to_control_image, load_depth_dir, make_depth_estimator
+from .video.io import Clip, atomic_path, check_output_path, probe_video, read_clip, restore_size, write_frames_dir, write_gif, write_video
+
+TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
+
+
+@dataclass
+class Runtime:
+    """Networks loaded once per process (and reused across jobs), plus the depth estimator."""
+
+    components: Components
+    depth_name: str
+    _depth: Any = None
+
+    @classmethod
+    def from_config(cls, config: Config, video: bool = True, device: str | torch.device | None = None) -> "Runtime":
+        """Load (or build, for the tiny preset) every network the config names."""
+        m = config.model
+        device, dtype = resolve_device_dtype(device or m.device, m.dtype)
+        if m.preset == "tiny":
+            components = tiny_components(seed=0, video=video).to(device, dtype)
+        else:
+            ids = ModelIds(base=m.base, motion_adapter=m.motion_adapter, controlnet=m.controlnet, clip_vision=m.clip_vision)
+            components = load_components(ids, device=device, dtype=dtype, video=video)
+        return cls(components, m.depth)
+
+    def depth_estimator(self):
+        """Loaded on first use: runs with precomputed maps never load it."""
+        if self._depth is None:
+            self._depth = make_depth_estimator(self.depth_name, self.components.device)
+        return self._depth
+
+
+@dataclass
+class StylizeResult:
+    """frames: uint8 (F, H, W, 3) at the source size; depth: (F, h, w) in [0, 1] at model size."""
+
+    frames: np.ndarray
+    report: dict[str, Any]
+    clip: Clip | None = None
+    depth: np.ndarray | None = None
+    style: np.ndarray | None = None
+    model_frames: np.ndarray | None = None
+
+
+class Stopwatch:
+    """Seconds per named stage, for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory so far: CUDA allocator peak on a GPU, else the process's peak resident size."""
+    out = {"process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        out["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def report_path(output: Path) -> Path:
+    """clip.mp4 -> clip.json (the run report)."""
+    return Path(output).with_suffix(".json")
+
+
+def contact_sheet_path(output: Path) -> Path:
+    """clip.mp4 -> clip.contact.png."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.contact.png")
+
+
+def depth_cache_dir(output: Path) -> Path:
+    """Depth maps are cached beside the output and reused on re-runs."""
+    return Path(output).parent / ".sagvideo-depth"
+
+
+def outputs_complete(output: Path) -> bool:
+    """True when the video and a report marked complete both exist."""
+    output, report = Path(output), report_path(output)
+    if not (output.is_file() and report.is_file()):
+        return False
+    try:
+        return json.loads(report.read_text()).get("status") == "complete"
+    except (OSError, ValueError):
+        return False
+
+
+def check_inputs(video: str | os.PathLike, style: str | os.PathLike) -> None:
+    """Cheap validation before any model work: the video probes, the style image decodes."""
+    probe_video(video)
+    load_style_image(style)
+
+
+def sag_params(config: Config) -> SAGParams:
+    g = config.guidance
+    return SAGParams(strength=g.strength, start=g.start, end=g.end, n=g.n, adaptive_n=g.adaptive_n,
+                     repeats=g.repeats, method=g.method, scheme=g.scheme)
+
+
+def _set_checkpointing(components: Components, enabled: bool) -> None:
+    for module in (components.unet, components.controlnet):
+        if enabled and getattr(module, "_supports_gradient_checkpointing", False):
+            module.enable_gradient_checkpointing()
+        elif getattr(module, "is_gradient_checkpointing", False):
+            module.disable_gradient_checkpointing()
+
+
+def guided_sample(
+    components: Components,
+    config: Config,
+    prompt: str,
+    style: torch.Tensor,
+    control: torch.Tensor | None,
+    latent_shape: tuple[int, int, int, int, int],
+    seed: int,
+    progress: bool = False,
+) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """Sample latents (1, C, F, h, w) with CFG + ControlNet-depth, SAG toward `style` on the guided steps.
+
+    style: (3, H, W) in [0, 1]; control: (F, 3, H, W) depth images or None.
+    Returns the clean latents and one record per guided pass (loss, rho, costs).
+    """
+    s, g = config.sampling, config.guidance
+    text = components.encode_prompt([s.negative_prompt, prompt])
+    eps_fn = DepthControlledEps(components, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale)
+    loss_fn = None
+    if g.enabled:
+        style_loss = GramStyleLoss(components.clip_vision, style, layer=g.layer)
+        loss_fn = LatentStyleLoss(lambda z: decode_frames(components, z).float(), style_loss, chunk=g.decode_chunk)
+    _set_checkpointing(components, g.enabled and g.gradient_checkpointing)
+    timesteps = ddim_timesteps(len(components.alphas_cumprod), s.steps)
+    generator = torch.Generator().manual_seed(seed + 1)  # time-travel noise; seed itself draws x_T
+    bar = tqdm(total=len(timesteps), desc="sampling", unit="step", disable=not progress)
+    x_T = initial_noise(latent_shape, seed, components.device)
+    try:
+        result = sample(
+            eps_fn, x_T, components.alphas_cumprod, timesteps, loss_fn=loss_fn, params=sag_params(config),
+            generator=generator, grad_eps_fn=eps_fn.conditional_only() if g.cond_only else None,
+            callback=lambda i, t, x: bar.update(1),
+        )
+    finally:
+        bar.close()
+    records = [vars(r) for r in result.records]
+    return result.x0, records
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(F, 3, H, W) in [0, 1] -> uint8 (F, H, W, 3)."""
+    return (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def _base_report(config: Config, components: Components, seed: int, kind: str) -> dict[str, Any]:
+    import diffusers
+    import transformers
+
+    report: dict[str, Any] = {
+        "status": "running",
+        "kind": kind,
+        "config": config.to_dict(),
+        "models": dict(components.ids, depth=config.model.depth, preset=components.preset),
+        "device": str(components.device),
+        "dtype": str(components.dtype).replace("torch.", ""),
+        "seed": seed,
+        "versions": {"sagvideo": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "transformers": transformers.__version__, "python": platform.python_version()},
+    }
+    if components.preset == "tiny":
+        report["label"] = TINY_LABEL
+    return report
+
+
+def stylize_video(
+    video: str | os.PathLike,
+    style: str | os.PathLike,
+    prompt: str,
+    *,
+    config: Config | None = None,
+    runtime: Runtime | None = None,
+    depth_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> StylizeResult:
+    """Stylize a clip of `video` toward the `style` image; returns frames at the source size + report.
+
+    Library entry point: pass `runtime` to reuse loaded networks across calls, `depth_dir` for
+    precomputed depth maps, `cache_dir` to cache estimated maps.
+    """
+    config = config or load_config()
+    seed = config.sampling.seed if seed is None else seed
+    clock = Stopwatch()
+    with clock.stage("read"):
+        v = config.video
+        clip = read_clip(video, frames=v.frames, stride=v.stride, start=v.start, size=v.size)
+        style_image = load_style_image(style)
+    with clock.stage("load_models"):
+        runtime = runtime or Runtime.from_config(config, video=clip.frames.shape[0] > 1)
+    components = runtime.components
+    with clock.stage("depth"):
+        if depth_dir is not None:
+            depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size)
+        else:
+            depth = clip_depth(clip.frames, runtime.depth_estimator(), cache_dir, key_extra=str(clip.model_size))
+    f = len(clip.frames)
+    w, h = clip.model_size
+    factor = components.vae_scale_factor
+    channels = components.unet2d.config.in_channels
+    with clock.stage("sampling"):
+        latents, records = guided_sample(
+            components, config, prompt, style_image, depth_to_control_image(depth),
+            (1, channels, f, h // factor, w // factor), seed, progress,
+        )
+    with clock.stage("decode"):
+        model_frames = _to_uint8(decode_latents(components, latents, config.guidance.decode_chunk))
+        frames = restore_size(model_frames, clip.source_size)
+    report = _base_report(config, components, seed, "video")
+    report.update(
+        input={"video": str(Path(video).resolve()), "style": str(Path(style).resolve()), "prompt": prompt,
+               "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
+               "model_size": list(clip.model_size), "has_audio": clip.has_audio,
+               "depth": str(depth_dir) if depth_dir else runtime.depth_name},
+        guided_steps=records,
+        seconds=clock.seconds,
+        peak_memory=peak_memory_mb(components.device),
+    )
+    style_u8 = _to_uint8(style_image[None])[0]
+    return StylizeResult(frames, report, clip, depth, style_u8, model_frames)
+
+
+def _depth_rgb(depth: np.ndarray) -> list[np.ndarray]:
+    return [(d * 255).round().astype(np.uint8) for d in depth]
+
+
+def stylize_to_files(
+    video: str | os.PathLike,
+    style: str | os.PathLike,
+    prompt: str,
+    output: str | os.PathLike,
+    *,
+    config: Config | None = None,
+    runtime: Runtime | None = None,
+    depth_dir: str | os.PathLike | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run one job and write `output` (mp4), its report (JSON, written last) and a contact sheet.
+
+    Every file is written atomically; inputs and output paths are checked before any model work.
+    """
+    config = config or load_config()
+    out = config.output
+    output = check_output_path(output, overwrite=out.overwrite)
+    extra = [report_path(output)] + ([contact_sheet_path(output)] if out.contact_sheet else [])
+    extra += [output.with_suffix(".gif")] if out.gif else []
+    for path in extra:
+        check_output_path(path, overwrite=out.overwrite)
+    frames_dir = output.with_name(f"{output.stem}_frames") if out.frames_dir else None
+    if frames_dir is not None and frames_dir.exists() and not out.overwrite:
+        raise InputError(f"output folder {frames_dir} already exists. Pass --overwrite to replace it.")
+    check_inputs(video, style)
+    result = stylize_video(video, style, prompt, config=config, runtime=runtime, depth_dir=depth_dir,
+                           cache_dir=depth_cache_dir(output), seed=seed, progress=progress)
+    clip, report = result.clip, result.report
+    start = time.perf_counter()
+    write_video(result.frames, output, clip.output_fps, audio_from=clip.path if clip.has_audio else None,
+                audio_span=clip.audio_span, crf=out.crf, overwrite=out.overwrite)
+    files = {"video": str(output)}
+    if out.gif:
+        write_gif(result.frames, output.with_suffix(".gif"), clip.output_fps, overwrite=out.overwrite)
+        files["gif"] = str(output.with_suffix(".gif"))
+    if frames_dir is not None:
+        write_frames_dir(result.frames, frames_dir, overwrite=out.overwrite)
+        files["frames_dir"] = str(frames_dir)
+    if out.contact_sheet:
+        contact_sheet({"input": list(clip.frames), "depth": _depth_rgb(result.depth),
+                       "output": list(result.model_frames), "style": [result.style]},
+                      contact_sheet_path(output), note=TINY_LABEL if "label" in report else "")
+        files["contact_sheet"] = str(contact_sheet_path(output))
+    report["seconds"]["write"] = round(time.perf_counter() - start, 4)
+    report.update(status="complete", outputs=files, output_fps=str(clip.output_fps), frames=len(result.frames))
+    with atomic_path(report_path(output)) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def stylize_image(
+    prompt: str,
+    style: str | os.PathLike,
+    *,
+    config: Config | None = None,
+    runtime: Runtime | None = None,
+    depth_from: str | os.PathLike | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> StylizeResult:
+    """One image (F = 1, no motion module) through the same guided sampler.
+
+    Size: `width` x `height` when given (rounded to multiples of 8); else the `--depth-from`
+    photo's aspect with short side `config.video.size`; else a square of that size.
+    """
+    from .video.io import model_size_for
+
+    config = config or load_config("image")
+    seed = config.sampling.seed if seed is None else seed
+    clock = Stopwatch()
+    style_image = load_style_image(style)
+    photo = load_photo(depth_from) if depth_from is not None else None
+    if width is not None or height is not None:
+        if not width or not height or width < 8 or height < 8:
+            raise InputError(f"give both --width and --height (>= 8 pixels), got {width} x {height}.")
+        size = (max(8, round(width / 8) * 8), max(8, round(height / 8) * 8))
+    elif photo is not None:
+        size = model_size_for(photo.shape[1], photo.shape[0], config.video.size)
+    else:
+        size = (config.video.size // 8 * 8,) * 2
+    with clock.stage("load_models"):
+        runtime = runtime or Runtime.from_config(config, video=False)
+    components = runtime.components
+    control, depth = None, None
+    if photo is not None:
+        with clock.stage("depth"):
+            from PIL import Image
+
+            resized = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BICUBIC))[None]
+            depth = clip_depth(resized, runtime.depth_estimator())
+            control = depth_to_control_image(depth)
+    factor = components.vae_scale_factor
+    with clock.stage("sampling"):
+        latents, records = guided_sample(
+            components, config, prompt, style_image, control,
+            (1, components.unet2d.config.in_channels, 1, size[1] // factor, size[0] // factor), seed, progress,
+        )
+    with clock.stage("decode"):
+        image = _to_uint8(decode_latents(components, latents))
+    if (width, height) != (None, None) and image.shape[1:3] != (height, width):
+        image = restore_size(image, (width, height))
+    report = _base_report(config, components, seed, "image")
+    report.update(input={"prompt": prompt, "style": str(Path(style).resolve()),
+                         "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]},
+                  guided_steps=records, seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
+    return StylizeResult(image[0], report, None, depth, _to_uint8(style_image[None])[0], image)
+
+
+def stylize_image_to_file(prompt: str, style: str | os.PathLike, output: str | os.PathLike, *,
+                          config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
+    """`stylize_image` + atomic PNG/JPEG and report; refuses to overwrite unless configured."""
+    config = config or load_config("image")
+    output = check_output_path(output, overwrite=config.output.overwrite)
+    check_output_path(report_path(output), overwrite=config.output.overwrite)
+    result = stylize_image(prompt, style, config=config, **kwargs)
+    write_image(result.frames, output)
+    result.report.update(status="complete", outputs={"image": str(output)})
+    with atomic_path(report_path(output)) as tmp:
+        tmp.write_text(json.dumps(result.report, indent=2))
+    return result.report
