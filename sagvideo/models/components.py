@@ -152,7 +152,9 @@ def _alphas_cumprod_cpu(config: dict[str, Any]) -> torch.Tensor:
 def resolve_device_dtype(device: str | torch.device = "auto",
                          dtype: str | torch.dtype = "auto") -> tuple[torch.device, torch.dtype]:
     """"auto" device = cuda when available else cpu; "auto" dtype = float16 on cuda, float32 on cpu."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else torch.device(device)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
     if dtype == "auto":
         return device, torch.float16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):
@@ -321,11 +323,17 @@ def load_components(ids: ModelIds = ModelIds(), *, device: str | torch.device = 
         return load_pretrained(loader, name, what=what, config_key=key, **extra, **kw)
 
     base = ids.base
-    unet2d = get(UNet2DConditionModel.from_pretrained, base, "Stable Diffusion UNet", "model.base", subfolder="unet")
+    # diffusers models are read straight into `dtype` (for float16: half the host memory);
+    # transformers models are cast afterwards (their dtype keyword differs between versions).
+    as_dtype = {"torch_dtype": dtype}
+    unet2d = get(UNet2DConditionModel.from_pretrained, base, "Stable Diffusion UNet", "model.base",
+                 subfolder="unet", **as_dtype)
     adapter = (get(MotionAdapter.from_pretrained, ids.motion_adapter, "AnimateDiff motion adapter",
-                   "model.motion_adapter") if video else None)
-    controlnet = get(ControlNetModel.from_pretrained, ids.controlnet, "ControlNet (depth)", "model.controlnet")
-    vae = get(AutoencoderKL.from_pretrained, base, "Stable Diffusion VAE", "model.base", subfolder="vae")
+                   "model.motion_adapter", **as_dtype) if video else None)
+    controlnet = get(ControlNetModel.from_pretrained, ids.controlnet, "ControlNet (depth)", "model.controlnet",
+                     **as_dtype)
+    vae = get(AutoencoderKL.from_pretrained, base, "Stable Diffusion VAE", "model.base",
+              subfolder="vae", **as_dtype)
     text_encoder = get(CLIPTextModel.from_pretrained, base, "Stable Diffusion text encoder", "model.base",
                        subfolder="text_encoder")
     tokenizer = get(CLIPTokenizer.from_pretrained, base, "Stable Diffusion tokenizer", "model.base",

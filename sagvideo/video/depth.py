@@ -233,7 +233,8 @@ def load_depth_dir(folder: str | os.PathLike, n_frames: int, size: tuple[int, in
         try:
             arr = _read_depth_file(path)
         except (OSError, ValueError) as exc:
-            raise InputError(f"Cannot read depth map '{path}' ({exc}). To fix: replace it with a PNG or NPY map.") from exc
+            raise InputError(f"Cannot read depth map '{path}' ({exc}). "
+                             f"To fix: replace it with a PNG or NPY map.") from exc
         maps[i] = np.asarray(Image.fromarray(arr).resize((width, height), Image.BILINEAR))
     return normalize_clip_depth(maps)
 

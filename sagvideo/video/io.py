@@ -85,24 +85,15 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-# ----------------------------------------------------------------------------- atomic output
-
-
 def _fs_error(folder: Path, exc: OSError) -> InputError:
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and not folder.is_dir():
-        if folder.exists():
-            return InputError(
-                f"Output folder '{folder}' is a file, not a folder. "
-                f"To fix: choose an output path inside an existing folder."
-            )
-        return InputError(
-            f"Output folder '{folder}' does not exist. "
-            f"To fix: create it (mkdir -p '{folder}') or choose another output path."
-        )
-    return InputError(
-        f"Output folder '{folder}' is not writable ({exc.strerror or exc}). "
-        f"To fix: choose a folder you can write to, or change its permissions."
-    )
+    if folder.exists() and not folder.is_dir():
+        return InputError(f"Output folder '{folder}' is a file, not a folder. "
+                          f"To fix: choose an output path inside an existing folder.")
+    if not folder.exists():
+        return InputError(f"Output folder '{folder}' does not exist. "
+                          f"To fix: create it (mkdir -p '{folder}') or choose another output path.")
+    return InputError(f"Output folder '{folder}' is not writable ({exc.strerror or exc}). "
+                      f"To fix: choose a folder you can write to, or change its permissions.")
 
 
 def _publish_mode(path: Path, directory: bool = False) -> None:
@@ -168,10 +159,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
-    path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    return path
+    return Path(path)
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -190,31 +180,22 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
     os.close(fd)
     os.unlink(probe)
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise InputError(
-            f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "
-            f"or choose another output path."
-        )
+        raise InputError(f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "
+                         f"or choose another output path.")
     return path
-
-
-# ----------------------------------------------------------------------------- probing
 
 
 def _ffmpeg_banner(path: Path) -> str:
     # `ffmpeg -i FILE` with no output prints the container/stream summary and exits 1.
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
-    )
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
     return proc.stderr.decode("utf-8", errors="replace")
 
 
 def _not_a_video(path: Path, why: str) -> InputError:
-    return InputError(
-        f"'{path}' cannot be read as a video ({why}). To fix: pass a video file such as an "
-        f"H.264 .mp4; other formats can be converted with "
-        f"`ffmpeg -i '{path.name}' -c:v libx264 -pix_fmt yuv420p out.mp4`."
-    )
+    return InputError(f"'{path}' cannot be read as a video ({why}). To fix: pass a video file such as an "
+                      f"H.264 .mp4; convert others with "
+                      f"`ffmpeg -i '{path.name}' -c:v libx264 -pix_fmt yuv420p out.mp4`.")
 
 
 def _exact_fps(avg_fps: float, banner_fps: str | None) -> Fraction:
@@ -248,9 +229,18 @@ def _open_reader(path: Path, **kwargs):
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
     """Frame count, exact fps, size, audio presence and duration of a video, without decoding it."""
+    return _probe(path)[0]
+
+
+def _probe(path: str | os.PathLike, short_side: int | None = None):
+    """(VideoInfo, decord reader, whether the reader resizes to `model_size_for(..., short_side)`).
+
+    decord indexes the whole file when a reader opens, so read_clip reuses this one reader.
+    """
     path = Path(path).expanduser()
     if not path.exists():
-        raise InputError(f"Video file '{path}' not found. To fix: check the path" + ("" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')") + ".")
+        where = "" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')"
+        raise InputError(f"Video file '{path}' not found. To fix: check the path{where}.")
     if not path.is_file():
         raise InputError(f"'{path}' is not a file. To fix: pass the path of a video file.")
     banner = _ffmpeg_banner(path)
@@ -265,32 +255,27 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         raise _not_a_video(path, "it has no video stream")
     size = re.search(r", (\d+)x(\d+)\b", video_line.group(1))
     banner_fps = re.search(r"([\d.]+k?) (?:fps|tbr)", video_line.group(1))
-    reader = _open_reader(path)
-    frame_count = len(reader)
-    fps = _exact_fps(reader.get_avg_fps(), banner_fps.group(1) if banner_fps else None)
+    sized = size is not None and short_side is not None
     if size is not None:
         width, height = int(size.group(1)), int(size.group(2))
+        model_w, model_h = model_size_for(width, height, short_side) if sized else (-1, -1)
+        reader = _open_reader(path, width=model_w, height=model_h)  # -1: decord keeps the source size
     else:  # banner without a size: decode one frame to learn it
+        reader = _open_reader(path)
         height, width = reader[0].shape[:2]
+    frame_count = len(reader)
+    fps = _exact_fps(reader.get_avg_fps(), banner_fps.group(1) if banner_fps else None)
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", banner)
-    duration = (
-        int(dur.group(1)) * 3600 + int(dur.group(2)) * 60 + float(dur.group(3))
-        if dur else float(frame_count / fps)
-    )
+    hms = [float(x) for x in dur.groups()] if dur else None
+    duration = hms[0] * 3600 + hms[1] * 60 + hms[2] if hms else float(frame_count / fps)
     has_audio = re.search(r"Stream #\d+:\d+.*?: Audio: ", banner) is not None
-    return VideoInfo(path, frame_count, fps, width, height, has_audio, duration)
-
-
-# ----------------------------------------------------------------------------- reading
+    return VideoInfo(path, frame_count, fps, width, height, has_audio, duration), reader, sized
 
 
 def _positive_int(value, name: str, flag: str, minimum: int = 1) -> int:
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise InputError(f"{name} must be a whole number, got {value!r}. To fix: pass e.g. {flag} 16.") from None
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InputError(f"{name} must be a whole number, got {value!r}. To fix: pass e.g. {flag} 16.")
+    value = operator.index(value)
     if value < minimum:
         raise InputError(f"{name} must be at least {minimum}, got {value}. To fix: pass {flag} {minimum} or more.")
     return value
@@ -314,19 +299,29 @@ def frame_indices(frame_count: int, frames: int, stride: int, start: int, name: 
     last = start + (frames - 1) * stride
     if last < frame_count:
         return list(range(start, last + 1, stride))
-    fixes = []
-    if start < frame_count:
-        max_frames = (frame_count - 1 - start) // stride + 1
-        fixes.append(f"--frames {max_frames}")
-        if frames > 1 and (frame_count - 1 - start) // (frames - 1) >= 1:
-            fixes.append(f"--stride {(frame_count - 1 - start) // (frames - 1)}")
+    room, fixes = frame_count - 1 - start, []  # room: frames after `start`
+    if room >= 0:
+        fixes.append(f"--frames {room // stride + 1}")
+        if frames > 1 and room // (frames - 1) >= 1:
+            fixes.append(f"--stride {room // (frames - 1)}")
     if frame_count - 1 - (frames - 1) * stride >= 0:
         fixes.append(f"--start {frame_count - 1 - (frames - 1) * stride}")
-    fix = (" or ".join(fixes)) if fixes else f"--frames {frame_count} --stride 1 --start 0"
-    raise InputError(
-        f"{name} has {frame_count} frames (indices 0-{frame_count - 1}), but frames={frames}, "
-        f"stride={stride}, start={start} needs frame {last}. To fix: use {fix}."
-    )
+    fix = " or ".join(fixes) if fixes else f"--frames {frame_count} --stride 1 --start 0"
+    raise InputError(f"{name} has {frame_count} frames (indices 0-{frame_count - 1}), but frames={frames}, "
+                     f"stride={stride}, start={start} needs frame {last}. To fix: use {fix}.")
+
+
+def _decode_and_resize(path: Path, indices: list[int], size: tuple[int, int]) -> np.ndarray:
+    """Decode `indices` at source size, one frame at a time (bounded memory), resized to `size`."""
+    reader = _open_reader(path)
+    out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+    try:
+        for k, index in enumerate(indices):
+            out[k] = restore_size(reader.get_batch([index]).asnumpy(), size)[0]
+    except Exception as exc:  # DECORDError on a damaged stream
+        raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{path}' ({exc}). "
+                         f"To fix: re-encode the video with ffmpeg, or pick other frames with --start.") from exc
+    return out
 
 
 def read_clip(path: str | os.PathLike, *, frames: int = 16, stride: int = 1, start: int = 0, size: int = 512) -> Clip:
@@ -340,43 +335,33 @@ def read_clip(path: str | os.PathLike, *, frames: int = 16, stride: int = 1, sta
     stride = _positive_int(stride, "stride", "--stride")
     start = _positive_int(start, "start", "--start", minimum=0)
     size = _positive_int(size, "size", "--size", minimum=1)
-    info = probe_video(path)
+    info, reader, sized = _probe(path, size)
     if info.frame_count == 0:
         raise InputError(f"'{info.path}' has no decodable video frames. To fix: pass another video, or re-encode it.")
     indices = frame_indices(info.frame_count, frames, stride, start, name=f"'{info.path.name}'")
     model_w, model_h = model_size_for(info.width, info.height, size)
-    reader = _open_reader(info.path, width=model_w, height=model_h)
     try:
+        if not sized:
+            raise ValueError("reader decodes at source size")
         batch = reader.get_batch(indices).asnumpy()
-    except Exception as exc:
-        raise InputError(
-            f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({exc}). "
-            f"To fix: re-encode the video with ffmpeg, or pick other frames with --start."
-        ) from exc
+    except Exception:
+        # decord's resizer rejects some small widths (8, 16, 24, 48, 72 px: "DECORDArrayCopyFromTo:
+        # The size must exactly match"); decode at source size one frame at a time instead.
+        batch = _decode_and_resize(info.path, indices, (model_w, model_h))
     if batch.shape[1:3] != (model_h, model_w):  # decoder ignored the size (rotated input): resize here
         batch = restore_size(batch, (model_w, model_h))
-    end = Fraction(min(start + frames * stride, info.frame_count))
-    return Clip(
-        frames=np.ascontiguousarray(batch, dtype=np.uint8),
-        fps=info.fps,
-        indices=indices,
-        source_size=(info.width, info.height),
-        model_size=(model_w, model_h),
-        start_time=float(start / info.fps),
-        end_time=float(end / info.fps),
-        has_audio=info.has_audio,
-        path=info.path,
-        stride=stride,
-    )
+    end = min(start + frames * stride, info.frame_count)  # the span played at fps / stride
+    return Clip(frames=np.ascontiguousarray(batch, dtype=np.uint8), fps=info.fps, indices=indices,
+                source_size=(info.width, info.height), model_size=(model_w, model_h),
+                start_time=float(start / info.fps), end_time=float(end / info.fps),
+                has_audio=info.has_audio, path=info.path, stride=stride)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0 or frames.dtype != np.uint8:
-        raise InputError(
-            f"Frames must be a non-empty uint8 array of shape (F, H, W, 3), got {frames.dtype} {frames.shape}. "
-            f"To fix: convert with (x.clip(0, 1) * 255).round().astype(np.uint8)."
-        )
+        raise InputError(f"Frames must be a non-empty uint8 array (F, H, W, 3), got {frames.dtype} {frames.shape}. "
+                         f"To fix: convert with (x.clip(0, 1) * 255).round().astype(np.uint8).")
     return frames
 
 
@@ -394,9 +379,6 @@ def restore_size(frames: np.ndarray, source_size: tuple[int, int]) -> np.ndarray
     for i, frame in enumerate(frames):
         out[i] = np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC))
     return out
-
-
-# ----------------------------------------------------------------------------- writing
 
 
 def _even_frames(frames: np.ndarray) -> np.ndarray:
@@ -432,17 +414,16 @@ def _pipe_to_ffmpeg(cmd: list[str], frames: np.ndarray, output: Path) -> None:
             raise FFmpegError(f"ffmpeg failed (exit code {rc}) writing '{output}':\n{tail}")
 
 
-def write_video(
-    frames: np.ndarray,
-    path: str | os.PathLike,
-    fps: Fraction | int | float,
-    *,
-    audio_from: str | os.PathLike | None = None,
-    audio_span: tuple[float, float] | None = None,
-    crf: int = 18,
-    overwrite: bool = False,
-    preset: str = "medium",
-) -> Path:
+def _as_fraction(fps: Fraction | int | float) -> Fraction:
+    fps = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+    if fps <= 0:
+        raise InputError(f"fps must be positive, got {fps}. To fix: pass the source rate, e.g. 25.")
+    return fps
+
+
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float, *,
+                audio_from: str | os.PathLike | None = None, audio_span: tuple[float, float] | None = None,
+                crf: int = 18, overwrite: bool = False, preset: str = "medium") -> Path:
     """Encode uint8 (F, H, W, 3) RGB frames to H.264/yuv420p at the exact rational rate `fps`.
 
     Audio from `audio_from` (seconds `audio_span`, or from 0) is re-encoded to AAC when that
@@ -453,9 +434,7 @@ def write_video(
     path = check_output_path(path, overwrite)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"Cannot write video '{path.name}': use one of {', '.join(VIDEO_SUFFIXES)} (or .gif).")
-    fps = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
-    if fps <= 0:
-        raise InputError(f"fps must be positive, got {fps}. To fix: pass the source rate, e.g. 25.")
+    fps = _as_fraction(fps)
     n, h, w = frames.shape[:3]
     rate = f"{fps.numerator}/{fps.denominator}"
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
@@ -464,6 +443,8 @@ def write_video(
     if audio:
         start, end = audio_span if audio_span is not None else (0.0, math.inf)
         length = min(end - start, float(n / fps))
+        if start < 0 or length <= 0:
+            raise InputError(f"audio_span {audio_span} is empty or negative. To fix: pass (start_s, end_s), end > start >= 0.")
         cmd += ["-ss", f"{start:.6f}", "-t", f"{length:.6f}", "-i", str(Path(audio_from).expanduser())]
     cmd += ["-map", "0:v:0"] + (["-map", "1:a:0"] if audio else [])
     cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p", "-r", rate]
@@ -479,11 +460,12 @@ def _gif_durations_ms(n: int, fps: Fraction) -> list[int]:
     return [max(1, b - a) * 10 for a, b in zip(ticks, ticks[1:])]
 
 
-def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float, overwrite: bool = False) -> Path:
+def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float,
+              overwrite: bool = False) -> Path:
     """Write uint8 (F, H, W, 3) frames as a looping GIF (per-frame palettes); atomic."""
     frames = _check_frames(frames)
     path = check_output_path(path, overwrite)
-    fps = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+    fps = _as_fraction(fps)
     images = [Image.fromarray(f) for f in frames]
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],

@@ -1,0 +1,209 @@
+"""Command line: `sagvideo stylize | image | depth | batch | bench`.
+
+Flags override values of the `--config` files, which override the defaults. Bad input exits
+with code 2 and a message that names the problem and the fix; nothing partial is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .errors import SagVideoError
+
+# flag name -> config key; None values are "not given" and leave the config alone
+FLAG_KEYS = {
+    "frames": "video.frames", "stride": "video.stride", "start": "video.start", "size": "video.size",
+    "steps": "sampling.steps", "cfg_scale": "sampling.cfg_scale", "seed": "sampling.seed",
+    "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
+    "method": "guidance.method", "scheme": "guidance.scheme", "n": "guidance.n",
+    "repeats": "guidance.repeats", "strength": "guidance.strength", "preset": "model.preset",
+    "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype",
+}
+
+
+def parse_set(values: list[str]) -> dict[str, Any]:
+    """`--set guidance.n=8` pairs -> overrides (values parsed as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in values or []:
+        if "=" not in item:
+            raise SagVideoError(f"--set expects KEY=VALUE (e.g. guidance.n=8), got {item!r}.")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def config_from_args(args: argparse.Namespace, default: str | None = None):
+    """Defaults <- --config files <- --set pairs <- explicit flags."""
+    from .config import load_config
+
+    overrides = parse_set(getattr(args, "set", None))
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "no_guidance", False):
+        overrides["guidance.enabled"] = False
+    for flag in ("overwrite", "gif", "frames_dir"):
+        if getattr(args, flag, False):
+            overrides[f"output.{flag}"] = True
+    files = args.config or ([default] if default else [])
+    return load_config(files, overrides)
+
+
+def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
+    p.add_argument("--config", action="append", metavar="NAME|FILE",
+                   help="YAML config or a name in configs/ (video, image, tiny, low-memory); repeatable")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. guidance.n=8")
+    p.add_argument("--preset", choices=["default", "tiny"], help="tiny = small random-weight models, offline smoke run")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if not sampling:
+        return
+    p.add_argument("--steps", type=int, help="DDIM steps (default 25; image 100)")
+    p.add_argument("--cfg-scale", dest="cfg_scale", type=float, help="classifier-free guidance scale (7.5)")
+    p.add_argument("--negative-prompt", dest="negative_prompt")
+    p.add_argument("--controlnet-scale", dest="controlnet_scale", type=float, help="depth conditioning weight (1.0)")
+    p.add_argument("--seed", type=int, help="same seed + inputs = same output (default 0)")
+    p.add_argument("--method", choices=["symplectic", "direct", "adjoint"], help="guidance gradient (symplectic)")
+    p.add_argument("--scheme", choices=["euler", "heun"])
+    p.add_argument("--n", type=int, help="solver evaluations in the clean estimate (4)")
+    p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
+    p.add_argument("--strength", type=float, help="style guidance strength (1.5 = 0.2 x CFG 7.5)")
+    p.add_argument("--no-guidance", dest="no_guidance", action="store_true", help="sample without style guidance")
+    p.add_argument("--depth-model", dest="depth_model", help="midas (default), tiny, or a transformers depth model id")
+
+
+def _clip_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--frames", type=int, help="frames to stylize (default 16)")
+    p.add_argument("--stride", type=int, help="take every N-th frame (default 1)")
+    p.add_argument("--start", type=int, help="first frame index (default 0)")
+    p.add_argument("--size", type=int, help="short side in pixels, rounded to a multiple of 8 (default 512)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sagvideo", description="Restyle a video to match a reference image (Symplectic Adjoint Guidance).",
+        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg --prompt 'a rabbit, oil painting' -o out.mp4\n"
+               "Offline smoke run: add --config tiny (random weights; checks the plumbing only).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stylize", help="stylize a video clip")
+    p.add_argument("video", type=Path, help="input video (any format ffmpeg reads)")
+    p.add_argument("--style", type=Path, required=True, help="style reference image")
+    p.add_argument("--prompt", required=True, help="text prompt describing the scene")
+    p.add_argument("-o", "--output", type=Path, help="output .mp4 (default: <video>_sag.mp4 beside the input)")
+    p.add_argument("--depth", type=Path, metavar="DIR", help="precomputed depth maps (one image per frame)")
+    p.add_argument("--gif", action="store_true", help="also write a GIF")
+    p.add_argument("--frames-dir", dest="frames_dir", action="store_true", help="also write PNG frames")
+    _clip_flags(p)
+    _common(p)
+    p.set_defaults(handler=cmd_stylize)
+
+    p = sub.add_parser("image", help="stylize a single image (the one-frame case)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--style", type=Path, required=True)
+    p.add_argument("--depth-from", dest="depth_from", type=Path, help="photo whose depth conditions the image")
+    p.add_argument("-o", "--output", type=Path, default=Path("sag_image.png"))
+    p.add_argument("--width", type=int)
+    p.add_argument("--height", type=int)
+    p.add_argument("--size", type=int, help="short side when --width/--height are not given (512)")
+    _common(p)
+    p.set_defaults(handler=cmd_image)
+
+    p = sub.add_parser("depth", help="write the clip's depth maps (PNG per frame) and stop")
+    p.add_argument("video", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for depth_00000.png ...")
+    p.add_argument("--depth-model", dest="depth_model")
+    _clip_flags(p)
+    _common(p, sampling=False)
+    p.set_defaults(handler=cmd_depth)
+
+    from .batch.run import add_batch_arguments, main_batch
+
+    p = sub.add_parser("batch", help="many jobs over all GPUs / nodes with PyTorch Lightning")
+    add_batch_arguments(p)
+    p.set_defaults(handler=main_batch)
+
+    from .bench import add_bench_arguments
+
+    p = sub.add_parser("bench", help="benchmarks: guidance gradients, end-to-end pipeline")
+    add_bench_arguments(p)
+    return parser
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    from .pipeline import stylize_to_files
+
+    config = config_from_args(args)
+    output = args.output or args.video.with_name(f"{args.video.stem}_sag.mp4")
+    report = stylize_to_files(args.video, args.style, args.prompt, output, config=config,
+                              depth_dir=args.depth, progress=not args.quiet)
+    _print_done(report, output)
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from .pipeline import stylize_image_to_file
+
+    config = config_from_args(args, default="image")
+    report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,
+                                   width=args.width, height=args.height, progress=not args.quiet)
+    _print_done(report, args.output)
+    return 0
+
+
+def cmd_depth(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .pipeline import Runtime
+    from .video.depth import clip_depth, make_depth_estimator
+    from .video.io import read_clip, write_frames_dir
+
+    config = config_from_args(args)
+    v = config.video
+    if args.output.exists() and not config.output.overwrite:
+        raise SagVideoError(f"output folder {args.output} already exists. Pass --overwrite to replace it.")
+    clip = read_clip(args.video, frames=v.frames, stride=v.stride, start=v.start, size=v.size)
+    from .models.components import resolve_device_dtype
+
+    device, _ = resolve_device_dtype(config.model.device, config.model.dtype)
+    depth = clip_depth(clip.frames, make_depth_estimator(config.model.depth, device))
+    gray = (depth * 255).round().astype(np.uint8)
+    write_frames_dir(np.repeat(gray[..., None], 3, -1), args.output, overwrite=config.output.overwrite)
+    print(f"wrote {len(gray)} depth maps to {args.output}")
+    return 0
+
+
+def _print_done(report: dict, output: Path) -> None:
+    if "label" in report:
+        print(f"note: {report['label']}", file=sys.stderr)
+    losses = [r["loss"] for r in report.get("guided_steps", [])]
+    trend = f"; style loss {losses[0]:.4g} -> {losses[-1]:.4g}" if losses else ""
+    print(f"wrote {output} (report {Path(output).with_suffix('.json')}){trend}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = args.handler
+    try:
+        return int(handler(args) or 0)
+    except SagVideoError as exc:
+        print(f"sagvideo: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
