@@ -174,7 +174,7 @@ def run_bench(args: argparse.Namespace) -> int:
         rows = bench_pipeline(args)
         print_table(rows, ["preset", "frames", "size", "steps", "guided_passes", "seconds_per_frame", "peak_memory"])
     if args.json:
-        from .video.io import atomic_path
+        from .files import atomic_path
 
         with atomic_path(Path(args.json)) as tmp:
             tmp.write_text(json.dumps(rows, indent=2))

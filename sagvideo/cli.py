@@ -164,7 +164,6 @@ def cmd_image(args: argparse.Namespace) -> int:
 def cmd_depth(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .pipeline import Runtime
     from .video.depth import clip_depth, make_depth_estimator
     from .video.io import read_clip, write_frames_dir
 

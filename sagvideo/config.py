@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .errors import InputError
-from .video.io import atomic_path
+from .files import atomic_path
 
 MAX_STYLE_SIDE = 1024  # the loss sees 224 px; larger style images are downscaled on load
 

@@ -13,7 +13,7 @@ import platform
 import resource
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +30,8 @@ from .images import contact_sheet, load_photo, load_style_image, write_image
 from .models.components import Components, load_components, resolve_device_dtype, tiny_components
 from .models.presets import ModelIds
 from .video.depth import clip_depth, depth_to_control_image, load_depth_dir, make_depth_estimator
-from .video.io import Clip, atomic_path, check_output_path, probe_video, read_clip, restore_size, write_frames_dir, write_gif, write_video
+from .files import atomic_path, check_output_path
+from .video.io import Clip, probe_video, read_clip, restore_size, write_frames_dir, write_gif, write_video
 
 TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
 

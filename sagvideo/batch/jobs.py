@@ -2,8 +2,9 @@
 
 A job is `video`, `style`, `prompt`, optional `id` and optional `config` overrides (dotted
 `guidance.n: 2` or nested `guidance: {n: 2}`); relative paths start at the job file's folder.
-Precedence for style/prompt/config: the job's own value, then the command line (`--style`,
-`--prompt`, `--config/--set` as the base config), then the file's `defaults`.
+The more specific setting wins: for style and prompt, the job's own value, then the file's
+`defaults`, then `--style`/`--prompt`; for config, the job's `config` over `defaults.config`
+over the base config of `--config/--set`.
 
 `load_jobs` validates the whole file before anything heavy happens and raises one
 `JobFileError` listing every problem with its line: unknown keys (job keys and config keys,
@@ -21,6 +22,7 @@ import difflib
 import hashlib
 import os
 import re
+import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +116,8 @@ class _FileChecks:
                 self._videos[path] = probe_video(path)
             except SagVideoError as exc:
                 self._videos[path] = str(exc)
+            except (OSError, subprocess.SubprocessError) as exc:  # ffmpeg missing or hung
+                self._videos[path] = f"cannot probe video {path}: {exc}. To fix: check the file and ffmpeg."
         return self._videos[path]
 
     def style(self, path: Path) -> str | None:
@@ -175,7 +179,7 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
                             + f". Job keys: {', '.join(JOB_KEYS)}; config overrides go under 'config'.")
 
     def pick(key: str) -> Any:
-        for source in (data, fallback, file_defaults):
+        for source in (data, file_defaults, fallback):
             if source.get(key) is not None:
                 return source[key]
         return None

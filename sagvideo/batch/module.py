@@ -88,13 +88,14 @@ class StylizeJobsModule(pl.LightningModule):
         """
         from ..pipeline import Runtime
 
-        key = repr(sorted(job.config.to_dict()["model"].items()))
+        video = job.config.video.frames > 1  # one frame runs without the motion module
+        key = repr((sorted(job.config.to_dict()["model"].items()), video))
         if key != self._runtime_key:
             self._runtime, self._runtime_error, self._runtime_key = None, None, key
             if self.rank_device.type == "cuda":
                 torch.cuda.empty_cache()
             try:
-                self._runtime = Runtime.from_config(job.config, video=True, device=self.rank_device)
+                self._runtime = Runtime.from_config(job.config, video=video, device=self.rank_device)
             except Exception as exc:
                 self._runtime_error = exc
         if self._runtime_error is not None:

@@ -23,7 +23,6 @@ import sys
 import time
 import uuid
 import warnings
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..config import Config, load_config
@@ -120,7 +119,8 @@ def run_batch(
 ) -> BatchSummary:
     """Run every unfinished job once across all ranks; return the summary (on every rank).
 
-    `jobs`: a job file path, a list of `BatchJob`, or None with `videos=DIR`. `config` is the base
+    `jobs`: a job file path, a list of `BatchJob` (from `load_jobs`/`folder_jobs`, which validate
+    them), or None with `videos=DIR`. `config` is the base
     config the jobs' overrides apply to. Raises `JobFileError`/`InputError` before any model is
     loaded when a job or flag is bad. With more than one process, call it from a script (the
     DDP launcher re-runs the script for each extra rank).
@@ -140,13 +140,20 @@ def run_batch(
         return BatchSummary({"counts": {"done": 0, "skipped": len(finished), "failed": 0, "missing": 0}},
                             nothing_to_do=True, rank=env_global_rank())
 
-    from .module import JobDataset, StylizeJobsModule, collate_one
-    from .writer import JobStatusWriter
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
     from torch.utils.data import DataLoader
 
+    from .module import JobDataset, StylizeJobsModule, collate_one
+    from .writer import JobStatusWriter
+
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # jobs are not data loading
-    writer = JobStatusWriter(str(state.outdir), [], uuid.uuid4().hex[:12])
-    trainer = make_trainer(accelerator or accelerator_for(config), parse_devices(devices), num_nodes, [writer])
+    writer = JobStatusWriter(str(state.outdir), [], uuid.uuid4().hex[:12])  # rank 0's id wins at setup
+    try:
+        trainer = make_trainer(accelerator or accelerator_for(config), parse_devices(devices), num_nodes, [writer])
+    except (MisconfigurationException, ValueError) as exc:
+        raise InputError(f"Lightning cannot use --accelerator {accelerator or accelerator_for(config)} "
+                         f"--devices {devices} --num-nodes {num_nodes} here: {exc} To fix: pick devices "
+                         f"this machine has (e.g. --accelerator cpu --devices 1).") from exc
     world, rank0 = trainer.world_size, trainer.global_rank == 0
     items = pad(arrange(pending, world), world)
     writer.plan_ids = [job.id if job else None for job in items]
@@ -207,7 +214,7 @@ def main_batch(args: argparse.Namespace) -> int:
                             prompt=args.prompt, devices=args.devices, num_nodes=args.num_nodes,
                             accelerator=args.accelerator)
     except SagVideoError as exc:
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"sagvideo: error: {exc}", file=sys.stderr, flush=True)
         return 2
     return summary.exit_code if summary.rank == 0 else 0
 

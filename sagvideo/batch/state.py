@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..video.io import atomic_path
+from ..files import atomic_path
 
 STATE_DIR = ".sagvideo"
 DEPTH_CACHE_DIR = ".sagvideo-depth"  # the pipeline's depth cache beside the outputs

@@ -49,7 +49,7 @@ def how_to_supply(name: str, what: str, config_key: str | None) -> str:
         + f". To fix: {where}download it where the hub is reachable "
         f"(`huggingface-cli download {name}`) and copy the cache folder "
         f"(~/.cache/huggingface/hub, or $HF_HOME) to this machine, "
-        f"or use `--preset tiny` for an offline smoke run with random weights."
+        f"or use `--config tiny` for an offline smoke run with random weights."
     )
 
 

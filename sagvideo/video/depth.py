@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..models.hub import load_pretrained
-from .io import atomic_path
+from ..files import atomic_path
 
 DEPTH_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".npy")
 

@@ -1,0 +1,116 @@
+"""Atomic file output and up-front output-path checks.
+
+Every file sagvideo writes goes to a temporary name in the destination folder and is renamed
+into place only when complete, so a crash or Ctrl-C never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import InputError
+
+
+def _fs_error(folder: Path, exc: OSError) -> InputError:
+    if folder.exists() and not folder.is_dir():
+        return InputError(f"Output folder '{folder}' is a file, not a folder. "
+                          f"To fix: choose an output path inside an existing folder.")
+    if not folder.exists():
+        return InputError(f"Output folder '{folder}' does not exist. "
+                          f"To fix: create it (mkdir -p '{folder}') or choose another output path.")
+    return InputError(f"Output folder '{folder}' is not writable ({exc.strerror or exc}). "
+                      f"To fix: choose a folder you can write to, or change its permissions.")
+
+
+def _publish_mode(path: Path, directory: bool = False) -> None:
+    # mkstemp/mkdtemp create 0600/0700 entries; give the result the permissions a plain
+    # open() would have (0666/0777 minus umask) so other users can read the output.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
+
+    The temporary file (`.<stem>.tmp-XXXX<suffix>`, same folder, so the final `os.replace` is
+    atomic) is deleted on any exception, KeyboardInterrupt included. An existing `path` is
+    replaced: callers that must not overwrite check first with `check_output_path`.
+    """
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise _fs_error(path.parent, exc) from exc
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _publish_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Like `atomic_path` for a folder: yield a temporary folder, rename it to `path` on success.
+
+    An existing folder at `path` is swapped out and deleted only after the new one is in place.
+    """
+    path = Path(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    except OSError as exc:
+        raise _fs_error(path.parent, exc) from exc
+    try:
+        yield tmp
+        _publish_mode(tmp, directory=True)
+        old = None
+        if path.is_dir() and not path.is_symlink():
+            # os.replace cannot replace a non-empty folder: move the old one aside first.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically (temporary file in the same folder, then rename)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Check, before any expensive work, that `path` can be written; return it absolute.
+
+    Raises InputError when the folder is missing, is a file, or refuses new files (tested by
+    creating and removing a temporary file, which also catches read-only mounts and works as
+    root), or when `path` exists and `overwrite` is False.
+    """
+    path = Path(path).expanduser().absolute()
+    folder = path.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sagvideo-write-check-", dir=folder)
+    except OSError as exc:
+        raise _fs_error(folder, exc) from exc
+    os.close(fd)
+    os.unlink(probe)
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise InputError(f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "
+                         f"or choose another output path.")
+    return path
