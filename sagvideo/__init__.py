@@ -4,6 +4,7 @@ The guidance core (`sagvideo.guidance`) is importable without diffusers; the pip
 points are imported lazily so `import sagvideo` stays fast.
 """
 
+from .lazy import lazy_getattr
 from .guidance import GramStyleLoss, SAGParams, clean_estimate, sag_gradient, sample
 
 __version__ = "0.1.0"
@@ -15,13 +16,7 @@ _LAZY = {
     "Config": "sagvideo.config",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sagvideo' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["GramStyleLoss", "SAGParams", "clean_estimate", "sag_gradient", "sample", *_LAZY]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from .errors import SagVideoError
 
@@ -24,24 +23,11 @@ FLAG_KEYS = {
 }
 
 
-def parse_set(values: list[str]) -> dict[str, Any]:
-    """`--set guidance.n=8` pairs -> overrides (values parsed as YAML scalars)."""
-    import yaml
-
-    out = {}
-    for item in values or []:
-        if "=" not in item:
-            raise SagVideoError(f"--set expects KEY=VALUE (e.g. guidance.n=8), got {item!r}.")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def config_from_args(args: argparse.Namespace, default: str | None = None):
     """Defaults <- --config files <- --set pairs <- explicit flags."""
-    from .config import load_config
+    from .config import load_config, parse_set_items
 
-    overrides = parse_set(getattr(args, "set", None))
+    overrides = parse_set_items(getattr(args, "set", None))
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
         if value is not None:

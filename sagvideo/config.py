@@ -133,16 +133,20 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
     )
 
 
+def _unknown(what: str, name: str, valid: Any, valid_label: str, prefix: str = "") -> ConfigError:
+    """'unknown X (did you mean Y?). Valid ...: a, b, c.'"""
+    hint = difflib.get_close_matches(name, list(valid), n=1)
+    return ConfigError(
+        f"unknown {what}" + (f" (did you mean '{prefix}{hint[0]}'?)" if hint else "")
+        + f". {valid_label}: {', '.join(valid)}."
+    )
+
+
 def _apply(section_obj: Any, section: str, values: Mapping[str, Any]) -> None:
     fields = {f.name: f for f in dataclasses.fields(section_obj)}
     for key, value in values.items():
         if key not in fields:
-            hint = difflib.get_close_matches(key, fields, n=1)
-            raise ConfigError(
-                f"unknown config key '{section}.{key}'"
-                + (f" (did you mean '{section}.{hint[0]}'?)" if hint else "")
-                + f". Valid keys in '{section}': {', '.join(fields)}."
-            )
+            raise _unknown(f"config key '{section}.{key}'", key, fields, f"Valid keys in '{section}'", f"{section}.")
         setattr(section_obj, key, _check_value(f"{section}.{key}", value, fields[key].type))
 
 
@@ -173,15 +177,21 @@ def merge(config: Config, overrides: Mapping[str, Any] | None, *, source: str = 
     sections = {f.name for f in dataclasses.fields(Config)}
     for section, values in _nest(copy.deepcopy(dict(overrides))).items():
         if section not in sections:
-            hint = difflib.get_close_matches(section, sections, n=1)
-            raise ConfigError(
-                f"unknown config section '{section}' in {source}"
-                + (f" (did you mean '{hint[0]}'?)" if hint else "")
-                + f". Valid sections: {', '.join(sorted(sections))}."
-            )
+            raise _unknown(f"config section '{section}' in {source}", section, sorted(sections), "Valid sections")
         _apply(getattr(merged, section), section, values)
     validate(merged)
     return merged
+
+
+def parse_set_items(items: list[str] | None) -> dict[str, Any]:
+    """`--set` pairs ["guidance.n=8", ...] -> {"guidance.n": 8}; values read as YAML scalars."""
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {item!r}. To fix: write e.g. --set guidance.n=2.")
+        overrides[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return overrides
 
 
 def resolve_config_path(name_or_path: str | Path) -> Path:

@@ -63,6 +63,21 @@ class Runtime:
         return self._depth
 
 
+class ProgressDepth:
+    """A depth estimator run a few frames at a time under a progress bar (same results)."""
+
+    def __init__(self, estimator: Any, chunk: int = 4):
+        self.estimator, self.name, self.chunk = estimator, estimator.name, chunk
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        parts = []
+        with tqdm(total=len(frames), desc="depth", unit="frame", leave=False) as bar:
+            for i in range(0, len(frames), self.chunk):
+                parts.append(self.estimator(frames[i : i + self.chunk]))
+                bar.update(len(parts[-1]))
+        return np.concatenate(parts)
+
+
 @dataclass
 class StylizeResult:
     """frames: uint8 (F, H, W, 3) at the source size; depth: (F, h, w) in [0, 1] at model size."""
@@ -177,6 +192,7 @@ def guided_sample(
             eps_fn, x_T, components.alphas_cumprod, timesteps, loss_fn=loss_fn, params=sag_params(config),
             generator=generator, grad_eps_fn=eps_fn.conditional_only() if g.cond_only else None,
             callback=lambda i, t, x: bar.update(1),
+            on_record=lambda r: bar.set_postfix_str(f"guided pass {r.repeat + 1}/{g.repeats}, style loss {r.loss:.4g}"),
         )
     finally:
         bar.close()
@@ -240,7 +256,8 @@ def stylize_video(
         if depth_dir is not None:
             depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size)
         else:
-            depth = clip_depth(clip.frames, runtime.depth_estimator(), cache_dir, key_extra=str(clip.model_size))
+            estimator = ProgressDepth(runtime.depth_estimator()) if progress else runtime.depth_estimator()
+            depth = clip_depth(clip.frames, estimator, cache_dir, key_extra=str(clip.model_size))
     f = len(clip.frames)
     w, h = clip.model_size
     factor = components.vae_scale_factor
@@ -303,7 +320,7 @@ def stylize_to_files(
     clip, report = result.clip, result.report
     start = time.perf_counter()
     write_video(result.frames, output, clip.output_fps, audio_from=clip.path if clip.has_audio else None,
-                audio_span=clip.audio_span, crf=out.crf, overwrite=out.overwrite)
+                audio_span=clip.audio_span, crf=out.crf, overwrite=out.overwrite, progress=progress)
     files = {"video": str(output)}
     if out.gif:
         write_gif(result.frames, output.with_suffix(".gif"), clip.output_fps, overwrite=out.overwrite)

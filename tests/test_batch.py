@@ -23,7 +23,8 @@ import yaml
 
 from sagvideo.batch import BatchJob, JobFileError, folder_jobs, job_seed, load_jobs
 from sagvideo.batch.plan import arrange, estimate_cost, pad, rank_of
-from sagvideo.batch.run import main, parse_sets
+from sagvideo.batch.run import main
+from sagvideo.config import parse_set_items
 from sagvideo.batch.state import BatchState, RunLock, clean_stale_temps
 from sagvideo.config import Config, load_config
 from sagvideo.errors import ConfigError, InputError
@@ -217,7 +218,7 @@ def test_folder_mode_and_flag_errors(tmp_path, capsys):
     assert main([str(tmp_path / "x.yaml"), "-o", str(tmp_path / "out"), "--set", "guidance.nn=1"]) == 2
     assert "unknown config key 'guidance.nn'" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="key=value"):
-        parse_sets(["guidance.n"])
+        parse_set_items(["guidance.n"])
 
 
 # ------------------------------------------------------------------ ordering, padding, bookkeeping

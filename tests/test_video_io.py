@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from sagvideo.errors import InputError
+from sagvideo import files
 from sagvideo.video import io
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -265,7 +266,7 @@ def test_refuse_overwrite_unless_asked(tmp_path):
 
 def test_missing_and_non_folder_parents(tmp_path):
     with pytest.raises(InputError, match=f"'{tmp_path / 'nope'}' does not exist.*mkdir -p"):
-        io.check_output_path(tmp_path / "nope" / "out.mp4")
+        files.check_output_path(tmp_path / "nope" / "out.mp4")
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(InputError, match="is a file, not a folder"):
@@ -292,7 +293,7 @@ def test_read_only_folder(tmp_path):
     folder = _unwritable_folder(tmp_path)
     try:
         with pytest.raises(InputError, match=f"'{folder}' is not writable"):
-            io.check_output_path(folder / "out.mp4")
+            files.check_output_path(folder / "out.mp4")
         with pytest.raises(InputError, match="is not writable"):
             io.write_gif(np.zeros((2, 8, 8, 3), np.uint8), folder / "out.gif", 10)
     finally:
@@ -330,12 +331,12 @@ def test_write_frames_dir(tmp_path):
 def test_atomic_path_cleans_up_and_publishes(tmp_path):
     target = tmp_path / "report.json"
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             assert tmp.parent == tmp_path and tmp.suffix == ".json"
             tmp.write_text("half")
             raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
-    io.atomic_write_bytes(target, b"{}")
+    files.atomic_write_bytes(target, b"{}")
     assert target.read_bytes() == b"{}" and list(tmp_path.iterdir()) == [target]
     assert target.stat().st_mode & 0o044  # readable by others like a plain open() (not mkstemp's 0600)
 

@@ -8,6 +8,7 @@
 validating a job file or finding nothing to do stays fast.
 """
 
+from ..lazy import lazy_getattr
 from .jobs import BatchJob, JobFileError, folder_jobs, job_seed, load_jobs
 
 _LAZY = {
@@ -20,13 +21,7 @@ _LAZY = {
     "main_batch": "sagvideo.batch.run",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'sagvideo.batch' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = ["BatchJob", "JobFileError", "folder_jobs", "job_seed", "load_jobs", *_LAZY]

@@ -25,23 +25,12 @@ import uuid
 import warnings
 from typing import Any, Callable, Sequence
 
-from ..config import Config, load_config
-from ..errors import ConfigError, InputError, SagVideoError
+from ..config import Config, load_config, parse_set_items
+from ..errors import InputError, SagVideoError
 from .jobs import BatchJob, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
 from .state import BatchState, RunLock, clean_stale_temps
 from .summary import BatchSummary, build_summary, format_summary
-
-
-def parse_sets(items: Sequence[str] | None) -> dict[str, str]:
-    """["guidance.n=2", ...] -> {"guidance.n": "2"}; the config coerces the types."""
-    overrides = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set expects key=value, got {item!r}. To fix: write e.g. --set guidance.n=2.")
-        overrides[key.strip()] = value
-    return overrides
 
 
 def parse_devices(value: str | int) -> int | str:
@@ -209,7 +198,7 @@ def main_batch(args: argparse.Namespace) -> int:
     try:
         if args.num_nodes < 1:
             raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}.")
-        config = load_config(args.config, parse_sets(args.set))
+        config = load_config(args.config, parse_set_items(args.set))
         summary = run_batch(args.jobs, args.output, config=config, videos=args.videos, style=args.style,
                             prompt=args.prompt, devices=args.devices, num_nodes=args.num_nodes,
                             accelerator=args.accelerator)

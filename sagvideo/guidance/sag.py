@@ -98,12 +98,14 @@ def guided_step(
     index: int = 0,
     generator: torch.Generator | None = None,
     grad_eps_fn: EpsFn | None = None,
+    on_record: Callable[[GuidedStepRecord], Any] | None = None,
 ) -> tuple[Tensor, list[GuidedStepRecord]]:
     """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, repeated `params.repeats` times with re-noising.
 
     x_t: (any shape, e.g. (B, C, F, H, W)); returns x_{t-1} of the same shape and one record per
     pass. `grad_eps_fn` (default eps_fn) is the network differentiated for g, e.g. the
-    conditional branch only. Noise for time travel comes from `generator`.
+    conditional branch only. Noise for time travel comes from `generator`. `on_record` is
+    called after each pass (e.g. to show progress).
     """
     a_t = alpha_at(alphas_cumprod, t)
     records = []
@@ -120,6 +122,8 @@ def guided_step(
         rho = step_size(reference, grad, params.strength)
         x_prev = ddim_step(x_t, eps, a_t, a_prev) - rho * grad
         records.append(GuidedStepRecord(index, t, r, n, float(loss), rho, cost.as_dict()))
+        if on_record is not None:
+            on_record(records[-1])
         if r < params.repeats - 1:
             x_t = renoise(x_prev, a_t, a_prev, generator)
     return x_prev, records
@@ -142,11 +146,13 @@ def sample(
     generator: torch.Generator | None = None,
     grad_eps_fn: EpsFn | None = None,
     callback: Callable[[int, int, Tensor], Any] | None = None,
+    on_record: Callable[[GuidedStepRecord], Any] | None = None,
 ) -> SampleResult:
     """A whole DDIM (eta = 0) trajectory over `timesteps` (high to low), guided where `params` says.
 
     x_T: initial noise (any shape). Returns the clean sample (the last step goes to alpha-bar 1)
-    and the guided-step records. `callback(i, t, x)` is called after every step.
+    and the guided-step records. `callback(i, t, x)` is called after every step, `on_record(record)`
+    after every guided pass.
     """
     guided = set(params.guided_indices(len(timesteps))) if (params and loss_fn is not None) else set()
     records: list[GuidedStepRecord] = []
@@ -157,7 +163,7 @@ def sample(
             n = params.n_at(i, len(timesteps))
             x, recs = guided_step(
                 eps_fn, x, t, a_prev, alphas_cumprod, loss_fn, params,
-                n=n, index=i, generator=generator, grad_eps_fn=grad_eps_fn,
+                n=n, index=i, generator=generator, grad_eps_fn=grad_eps_fn, on_record=on_record,
             )
             records.extend(recs)
         else:

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
 from ..errors import InputError, SagVideoError
-from ..files import atomic_dir, atomic_path, atomic_write_bytes, check_output_path  # noqa: F401 (re-exported)
+from ..files import atomic_dir, atomic_path, check_output_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 
@@ -291,12 +292,12 @@ def _frame_bytes(frame: np.ndarray) -> bytes:
     return np.ascontiguousarray(frame).tobytes()
 
 
-def _pipe_to_ffmpeg(cmd: list[str], frames: np.ndarray, output: Path) -> None:
+def _pipe_to_ffmpeg(cmd: list[str], frames: np.ndarray, output: Path, progress: bool = False) -> None:
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty ffmpeg cannot block us
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:
             try:
-                for frame in frames:
+                for frame in tqdm(frames, desc="encoding", unit="frame", disable=not progress, leave=False):
                     proc.stdin.write(_frame_bytes(frame))
                 proc.stdin.close()
             except BrokenPipeError:
@@ -321,7 +322,7 @@ def _as_fraction(fps: Fraction | int | float) -> Fraction:
 
 def write_video(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float, *,
                 audio_from: str | os.PathLike | None = None, audio_span: tuple[float, float] | None = None,
-                crf: int = 18, overwrite: bool = False, preset: str = "medium") -> Path:
+                crf: int = 18, overwrite: bool = False, preset: str = "medium", progress: bool = False) -> Path:
     """Encode uint8 (F, H, W, 3) RGB frames to H.264/yuv420p at the exact rational rate `fps`.
 
     Audio from `audio_from` (seconds `audio_span`, or from 0) is re-encoded to AAC when that
@@ -348,7 +349,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int
     cmd += ["-c:v", "libx264", "-preset", preset, "-crf", str(int(crf)), "-pix_fmt", "yuv420p", "-r", rate]
     cmd += (["-c:a", "aac", "-b:a", "192k"] if audio else []) + ["-movflags", "+faststart"]
     with atomic_path(path) as tmp:
-        _pipe_to_ffmpeg(cmd + [str(tmp)], frames, path)
+        _pipe_to_ffmpeg(cmd + [str(tmp)], frames, path, progress)
     return path
 
 
