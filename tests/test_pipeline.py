@@ -96,3 +96,21 @@ def test_style_images_in_any_mode_are_converted(fixtures, runtime, tmp_path):
     huge = tmp_path / "huge.jpg"
     painting.resize((6000, 3750)).save(huge)
     assert max(stylize_video(fixtures / "bigbuckbunny.mp4", huge, "x", config=config, runtime=runtime).style.shape) <= 1024
+
+
+@pytest.mark.parametrize("overrides", [
+    {"guidance.cond_only": True, "guidance.gradient_checkpointing": True, "guidance.decode_chunk": 2},
+    {"guidance.method": "direct", "guidance.scheme": "heun"},
+    {"guidance.method": "adjoint", "guidance.adaptive_n": True, "guidance.n": 3, "sampling.steps": 8},
+])
+def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, overrides):
+    config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 4, "guidance.repeats": 1, **overrides})
+    result = stylize_video(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x",
+                           config=config, runtime=runtime)
+    losses = [r["loss"] for r in result.report["guided_steps"]]
+    assert losses and all(np.isfinite(losses))
+    assert result.report["config"]["guidance"] == {**result.report["config"]["guidance"],
+                                                   **{k[9:]: v for k, v in overrides.items() if k.startswith("guidance.")}}
+    if overrides.get("guidance.adaptive_n"):
+        ns = [r["n"] for r in result.report["guided_steps"]]
+        assert ns[0] == 3 and ns[-1] == 1
