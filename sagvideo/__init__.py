@@ -12,6 +12,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "stylize_video": "sagvideo.pipeline",
     "stylize_image": "sagvideo.pipeline",
+    "stylize_to_files": "sagvideo.outputs",
+    "Runtime": "sagvideo.pipeline",
     "load_config": "sagvideo.config",
     "Config": "sagvideo.config",
 }

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .pipeline import stylize_to_files
+    from .outputs import stylize_to_files
 
     config = config_from_args(args)
     output = args.output or args.video.with_name(f"{args.video.stem}_sag.mp4")
@@ -138,7 +138,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from .pipeline import stylize_image_to_file
+    from .outputs import stylize_image_to_file
 
     config = config_from_args(args, default="image")
     report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,

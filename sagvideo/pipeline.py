@@ -1,39 +1,31 @@
-"""The main job: video -> depth -> guided sampling -> frames -> files + report.
+"""The main job in memory: video -> depth -> guided sampling -> frames + report.
 
 Data flows one way: `read_clip` -> `clip_depth` -> `DepthControlledEps` + `LatentStyleLoss`
--> `guidance.sample` (SAG on the guided steps) -> decode -> `write_video` + report + contact sheet.
-Images are the one-frame case of the same sampler.
+-> `guidance.sample` (SAG on the guided steps) -> decode -> frames at the source size.
+Images are the one-frame case of the same sampler. `outputs.py` writes the files.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import resource
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
 from .config import Config, load_config
 from .denoiser import DepthControlledEps, decode_frames, decode_latents, initial_noise
 from .errors import InputError
 from .guidance import GramStyleLoss, LatentStyleLoss, SAGParams, ddim_timesteps, sample
-from .images import contact_sheet, load_photo, load_style_image, write_image
+from .images import load_photo, load_style_image
 from .models.components import Components, load_components, resolve_device_dtype, tiny_components
 from .models.presets import ModelIds
+from .report import Stopwatch, base_report, peak_memory_mb
 from .video.depth import clip_depth, depth_to_control_image, load_depth_dir, make_depth_estimator
-from .files import atomic_path, check_output_path
-from .video.io import Clip, probe_video, read_clip, restore_size, write_frames_dir, write_gif, write_video
-
-TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
+from .video.io import Clip, model_size_for, read_clip, restore_size
 
 
 @dataclass
@@ -88,62 +80,6 @@ class StylizeResult:
     depth: np.ndarray | None = None
     style: np.ndarray | None = None
     model_frames: np.ndarray | None = None
-
-
-class Stopwatch:
-    """Seconds per named stage, for the report."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
-
-
-def peak_memory_mb(device: torch.device) -> dict[str, float]:
-    """Peak memory so far: CUDA allocator peak on a GPU, else the process's peak resident size."""
-    out = {"process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
-    if device.type == "cuda":
-        out["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return out
-
-
-def report_path(output: Path) -> Path:
-    """clip.mp4 -> clip.json (the run report)."""
-    return Path(output).with_suffix(".json")
-
-
-def contact_sheet_path(output: Path) -> Path:
-    """clip.mp4 -> clip.contact.png."""
-    output = Path(output)
-    return output.with_name(f"{output.stem}.contact.png")
-
-
-def depth_cache_dir(output: Path) -> Path:
-    """Depth maps are cached beside the output and reused on re-runs."""
-    return Path(output).parent / ".sagvideo-depth"
-
-
-def outputs_complete(output: Path) -> bool:
-    """True when the video and a report marked complete both exist."""
-    output, report = Path(output), report_path(output)
-    if not (output.is_file() and report.is_file()):
-        return False
-    try:
-        return json.loads(report.read_text()).get("status") == "complete"
-    except (OSError, ValueError):
-        return False
-
-
-def check_inputs(video: str | os.PathLike, style: str | os.PathLike) -> None:
-    """Cheap validation before any model work: the video probes, the style image decodes."""
-    probe_video(video)
-    load_style_image(style)
 
 
 def sag_params(config: Config) -> SAGParams:
@@ -205,26 +141,6 @@ def _to_uint8(frames: torch.Tensor) -> np.ndarray:
     return (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _base_report(config: Config, components: Components, seed: int, kind: str) -> dict[str, Any]:
-    import diffusers
-    import transformers
-
-    report: dict[str, Any] = {
-        "status": "running",
-        "kind": kind,
-        "config": config.to_dict(),
-        "models": dict(components.ids, depth=config.model.depth, preset=components.preset),
-        "device": str(components.device),
-        "dtype": str(components.dtype).replace("torch.", ""),
-        "seed": seed,
-        "versions": {"sagvideo": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-                     "transformers": transformers.__version__, "python": platform.python_version()},
-    }
-    if components.preset == "tiny":
-        report["label"] = TINY_LABEL
-    return report
-
-
 def stylize_video(
     video: str | os.PathLike,
     style: str | os.PathLike,
@@ -270,7 +186,7 @@ def stylize_video(
     with clock.stage("decode"):
         model_frames = _to_uint8(decode_latents(components, latents, config.guidance.decode_chunk))
         frames = restore_size(model_frames, clip.source_size)
-    report = _base_report(config, components, seed, "video")
+    report = base_report(config, components, seed, "video")
     report.update(
         input={"video": str(Path(video).resolve()), "style": str(Path(style).resolve()), "prompt": prompt,
                "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
@@ -282,62 +198,6 @@ def stylize_video(
     )
     style_u8 = _to_uint8(style_image[None])[0]
     return StylizeResult(frames, report, clip, depth, style_u8, model_frames)
-
-
-def _depth_rgb(depth: np.ndarray) -> list[np.ndarray]:
-    return [(d * 255).round().astype(np.uint8) for d in depth]
-
-
-def stylize_to_files(
-    video: str | os.PathLike,
-    style: str | os.PathLike,
-    prompt: str,
-    output: str | os.PathLike,
-    *,
-    config: Config | None = None,
-    runtime: Runtime | None = None,
-    depth_dir: str | os.PathLike | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """Run one job and write `output` (mp4), its report (JSON, written last) and a contact sheet.
-
-    Every file is written atomically; inputs and output paths are checked before any model work.
-    """
-    config = config or load_config()
-    out = config.output
-    output = check_output_path(output, overwrite=out.overwrite)
-    extra = [report_path(output)] + ([contact_sheet_path(output)] if out.contact_sheet else [])
-    extra += [output.with_suffix(".gif")] if out.gif else []
-    for path in extra:
-        check_output_path(path, overwrite=out.overwrite)
-    frames_dir = output.with_name(f"{output.stem}_frames") if out.frames_dir else None
-    if frames_dir is not None and frames_dir.exists() and not out.overwrite:
-        raise InputError(f"output folder {frames_dir} already exists. Pass --overwrite to replace it.")
-    check_inputs(video, style)
-    result = stylize_video(video, style, prompt, config=config, runtime=runtime, depth_dir=depth_dir,
-                           cache_dir=depth_cache_dir(output), seed=seed, progress=progress)
-    clip, report = result.clip, result.report
-    start = time.perf_counter()
-    write_video(result.frames, output, clip.output_fps, audio_from=clip.path if clip.has_audio else None,
-                audio_span=clip.audio_span, crf=out.crf, overwrite=out.overwrite, progress=progress)
-    files = {"video": str(output)}
-    if out.gif:
-        write_gif(result.frames, output.with_suffix(".gif"), clip.output_fps, overwrite=out.overwrite)
-        files["gif"] = str(output.with_suffix(".gif"))
-    if frames_dir is not None:
-        write_frames_dir(result.frames, frames_dir, overwrite=out.overwrite)
-        files["frames_dir"] = str(frames_dir)
-    if out.contact_sheet:
-        contact_sheet({"input": list(clip.frames), "depth": _depth_rgb(result.depth),
-                       "output": list(result.model_frames), "style": [result.style]},
-                      contact_sheet_path(output), note=TINY_LABEL if "label" in report else "")
-        files["contact_sheet"] = str(contact_sheet_path(output))
-    report["seconds"]["write"] = round(time.perf_counter() - start, 4)
-    report.update(status="complete", outputs=files, output_fps=str(clip.output_fps), frames=len(result.frames))
-    with atomic_path(report_path(output)) as tmp:
-        tmp.write_text(json.dumps(report, indent=2))
-    return report
 
 
 def stylize_image(
@@ -357,8 +217,6 @@ def stylize_image(
     Size: `width` x `height` when given (rounded to multiples of 8); else the `--depth-from`
     photo's aspect with short side `config.video.size`; else a square of that size.
     """
-    from .video.io import model_size_for
-
     config = config or load_config("image")
     seed = config.sampling.seed if seed is None else seed
     clock = Stopwatch()
@@ -393,22 +251,10 @@ def stylize_image(
         image = _to_uint8(decode_latents(components, latents))
     if (width, height) != (None, None) and image.shape[1:3] != (height, width):
         image = restore_size(image, (width, height))
-    report = _base_report(config, components, seed, "image")
+    report = base_report(config, components, seed, "image")
     report.update(input={"prompt": prompt, "style": str(Path(style).resolve()),
                          "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]},
                   guided_steps=records, seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
     return StylizeResult(image[0], report, None, depth, _to_uint8(style_image[None])[0], image)
 
 
-def stylize_image_to_file(prompt: str, style: str | os.PathLike, output: str | os.PathLike, *,
-                          config: Config | None = None, **kwargs: Any) -> dict[str, Any]:
-    """`stylize_image` + atomic PNG/JPEG and report; refuses to overwrite unless configured."""
-    config = config or load_config("image")
-    output = check_output_path(output, overwrite=config.output.overwrite)
-    check_output_path(report_path(output), overwrite=config.output.overwrite)
-    result = stylize_image(prompt, style, config=config, **kwargs)
-    write_image(result.frames, output)
-    result.report.update(status="complete", outputs={"image": str(output)})
-    with atomic_path(report_path(output)) as tmp:
-        tmp.write_text(json.dumps(result.report, indent=2))
-    return result.report

@@ -10,7 +10,8 @@ from PIL import Image
 
 from sagvideo.config import load_config
 from sagvideo.guidance import SAGParams
-from sagvideo.pipeline import Runtime, outputs_complete, report_path, stylize_image, stylize_to_files, stylize_video
+from sagvideo.outputs import outputs_complete, report_path, stylize_to_files
+from sagvideo.pipeline import Runtime, stylize_image, stylize_video
 from sagvideo.video.io import probe_video
 
 TINY = {"video.frames": 4, "sampling.steps": 5, "guidance.n": 2, "guidance.repeats": 2}
@@ -114,3 +115,18 @@ def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, o
     if overrides.get("guidance.adaptive_n"):
         ns = [r["n"] for r in result.report["guided_steps"]]
         assert ns[0] == 3 and ns[-1] == 1
+
+
+def test_a_failure_after_the_video_is_written_leaves_nothing(fixtures, runtime, tmp_path, monkeypatch):
+    import sagvideo.outputs
+
+    def broken_sheet(*args, **kwargs):
+        raise OSError("disk full while writing the contact sheet")
+
+    monkeypatch.setattr(sagvideo.outputs, "contact_sheet", broken_sheet)
+    config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 1, "output.gif": True,
+                                  "output.frames_dir": True})
+    with pytest.raises(OSError, match="disk full"):
+        stylize_to_files(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x", tmp_path / "o.mp4",
+                         config=config, runtime=runtime)
+    assert [p.name for p in tmp_path.iterdir() if p.name != ".sagvideo-depth"] == []

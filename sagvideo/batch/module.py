@@ -104,7 +104,7 @@ class StylizeJobsModule(pl.LightningModule):
 
     def run_job(self, job: BatchJob) -> dict[str, Any]:
         """Run `job` through the pipeline; never raises for a job's own failure."""
-        from ..pipeline import stylize_to_files
+        from ..outputs import stylize_to_files
 
         rank = self.global_rank
         log_execution(job.id, rank)

@@ -86,7 +86,7 @@ def rank_of(position: int, world_size: int) -> int:
 
 def split_finished(jobs: Sequence["BatchJob"], outdir: Path) -> tuple[list["BatchJob"], list["BatchJob"]]:
     """(pending, finished): a job is finished when its mp4 and a report marked complete exist."""
-    from ..pipeline import outputs_complete
+    from ..outputs import outputs_complete
 
     pending, finished = [], []
     for job in jobs:

@@ -1,0 +1,70 @@
+"""What a run records about itself: stage timings, peak memory, and the report skeleton."""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import __version__
+from .config import Config
+from .files import atomic_path
+from .models.components import Components
+
+TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
+
+
+class Stopwatch:
+    """Seconds per named stage, for the report."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 4)
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory so far: CUDA allocator peak on a GPU, and the process's peak resident size."""
+    out = {"process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if device.type == "cuda":
+        out["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return out
+
+
+def base_report(config: Config, components: Components, seed: int, kind: str) -> dict[str, Any]:
+    """Resolved config, model ids, versions, device and seed; `status` is "running" until written."""
+    import diffusers
+    import transformers
+
+    report: dict[str, Any] = {
+        "status": "running",
+        "kind": kind,
+        "config": config.to_dict(),
+        "models": dict(components.ids, depth=config.model.depth, preset=components.preset),
+        "device": str(components.device),
+        "dtype": str(components.dtype).replace("torch.", ""),
+        "seed": seed,
+        "versions": {"sagvideo": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+                     "transformers": transformers.__version__, "python": platform.python_version()},
+    }
+    if components.preset == "tiny":
+        report["label"] = TINY_LABEL
+    return report
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """The report as indented JSON, atomically; callers write it last and mark it complete."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
