@@ -18,7 +18,7 @@ FLAG_KEYS = {
     "steps": "sampling.steps", "cfg_scale": "sampling.cfg_scale", "seed": "sampling.seed",
     "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
     "method": "guidance.method", "scheme": "guidance.scheme", "n": "guidance.n",
-    "repeats": "guidance.repeats", "strength": "guidance.strength", "preset": "model.preset",
+    "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype",
 }
 
@@ -44,8 +44,8 @@ def config_from_args(args: argparse.Namespace, default: str | None = None):
 def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--config", action="append", metavar="NAME|FILE",
                    help="YAML config or a name in configs/ (video, image, tiny, low-memory); repeatable")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. guidance.n=8")
-    p.add_argument("--preset", choices=["default", "tiny"], help="tiny = small random-weight models, offline smoke run")
+    p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set guidance.n=8 video.size=768")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -59,7 +59,7 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--seed", type=int, help="same seed + inputs = same output (default 0)")
     p.add_argument("--method", choices=["symplectic", "direct", "adjoint"], help="guidance gradient (symplectic)")
     p.add_argument("--scheme", choices=["euler", "heun"])
-    p.add_argument("--n", type=int, help="solver evaluations in the clean estimate (4)")
+    p.add_argument("--n", type=int, help="network evaluations in the clean estimate (4; Heun: solver steps)")
     p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
     p.add_argument("--strength", type=float, help="style guidance strength (1.5 = 0.2 x CFG 7.5)")
     p.add_argument("--no-guidance", dest="no_guidance", action="store_true", help="sample without style guidance")
@@ -82,7 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("stylize", help="stylize a video clip")
+    p = sub.add_parser(
+        "stylize", help="stylize a video clip",
+        description="Stylize a clip of a video toward a style image, keeping its motion (depth-conditioned\n"
+                    "AnimateDiff + Symplectic Adjoint Guidance). Writes OUT.mp4 (source fps and size, audio\n"
+                    "kept), OUT.json (report) and OUT.contact.png (input / depth / output / style at a glance).",
+        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg --prompt 'a dancer, oil painting' "
+               "--frames 16 --stride 2 -o out.mp4\nOffline smoke run with random weights: add --config tiny.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("video", type=Path, help="input video (any format ffmpeg reads)")
     p.add_argument("--style", type=Path, required=True, help="style reference image")
     p.add_argument("--prompt", required=True, help="text prompt describing the scene")
@@ -94,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=cmd_stylize)
 
-    p = sub.add_parser("image", help="stylize a single image (the one-frame case)")
+    p = sub.add_parser("image", help="stylize a single image (the one-frame case)",
+                       description="Generate one image toward a style image with the same guided sampler "
+                                   "(F = 1, no motion module); --depth-from conditions it on a photo's depth.")
     p.add_argument("--prompt", required=True)
     p.add_argument("--style", type=Path, required=True)
     p.add_argument("--depth-from", dest="depth_from", type=Path, help="photo whose depth conditions the image")
@@ -176,6 +186,13 @@ def _print_done(report: dict, output: Path) -> None:
     print(f"wrote {output} (report {Path(output).with_suffix('.json')}){trend}")
 
 
+def torch_out_of_memory() -> type[BaseException]:
+    """torch.OutOfMemoryError, imported only once a command runs (keeps --help fast)."""
+    import torch
+
+    return torch.OutOfMemoryError
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -185,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     except SagVideoError as exc:
         print(f"sagvideo: error: {exc}", file=sys.stderr)
         return 2
+    except torch_out_of_memory() as exc:
+        print(f"sagvideo: error: out of GPU memory ({str(exc).splitlines()[0]}). To fix: add --config low-memory, "
+              f"use fewer --frames or a smaller --size, or --set guidance.n=2.", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
         return 130

@@ -21,6 +21,7 @@ from .errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 METHODS = ("symplectic", "direct", "adjoint")
 SCHEMES = ("euler", "heun")
+MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
 
 
 @dataclass
@@ -219,7 +220,7 @@ def load_config(
     for name in files or []:
         path = resolve_config_path(name)
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}. Fix the syntax.") from exc
         config = merge(config, data, source=str(path))
@@ -240,7 +241,7 @@ def validate(config: Config) -> None:
     _require(v.frames >= 1, "video.frames", f"must be >= 1, got {v.frames}.")
     _require(v.stride >= 1, "video.stride", f"must be >= 1, got {v.stride}.")
     _require(v.start >= 0, "video.start", f"must be >= 0, got {v.start}.")
-    _require(v.size >= 8, "video.size", f"must be >= 8 pixels, got {v.size}.")
+    _require(8 <= v.size <= MAX_SIZE, "video.size", f"must be between 8 and {MAX_SIZE} pixels, got {v.size}.")
     _require(s.steps >= 1, "sampling.steps", f"must be >= 1, got {s.steps}.")
     _require(s.cfg_scale >= 0, "sampling.cfg_scale", f"must be >= 0, got {s.cfg_scale}.")
     _require(g.method in METHODS, "guidance.method", f"must be one of {', '.join(METHODS)}, got {g.method!r}.")

@@ -110,7 +110,35 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise _fs_error(folder, exc) from exc
     os.close(fd)
     os.unlink(probe)
+    if path.is_dir():
+        raise InputError(f"Output '{path}' is a folder. To fix: give a file path, e.g. '{path / 'out.mp4'}'.")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise InputError(f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "
                          f"or choose another output path.")
     return path
+
+
+@contextmanager
+def staging_dir(near: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary folder beside `near` (same file system, so renames out of it are atomic).
+
+    It is removed on exit, success or not; named `.<stem>.tmp-XXXX` so a later run can spot and
+    clean one left by a killed process.
+    """
+    near = Path(near)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{near.stem}.tmp-", dir=near.parent))
+    except OSError as exc:
+        raise _fs_error(near.parent, exc) from exc
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def publish(staged: Path, final: Path) -> Path:
+    """Move a finished file or folder from a staging folder onto `final` (replacing what is there)."""
+    if final.is_dir() and not final.is_symlink():
+        shutil.rmtree(final)  # os.replace cannot replace a non-empty folder
+    os.replace(staged, final)
+    return final

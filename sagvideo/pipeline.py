@@ -8,6 +8,7 @@ Images are the one-frame case of the same sampler. `outputs.py` writes the files
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .config import Config, load_config
+from .config import MAX_SIZE, Config, load_config
 from .denoiser import DepthControlledEps, decode_frames, decode_latents, initial_noise
-from .errors import InputError
+from .errors import ConfigError, InputError
 from .guidance import GramStyleLoss, LatentStyleLoss, SAGParams, ddim_timesteps, sample
 from .images import load_photo, load_style_image
 from .models.components import Components, load_components, resolve_device_dtype, tiny_components
@@ -88,6 +89,18 @@ def sag_params(config: Config) -> SAGParams:
                      repeats=g.repeats, method=g.method, scheme=g.scheme)
 
 
+def check_fits(config: Config, components: Components, prompt: str) -> None:
+    """Settings that depend on the loaded models, checked before depth and sampling."""
+    layers = components.clip_vision.config.num_hidden_layers
+    if config.guidance.enabled and not 1 <= config.guidance.layer <= layers:
+        raise ConfigError(f"config key 'guidance.layer' is {config.guidance.layer}, but the CLIP vision model has "
+                          f"{layers} blocks. To fix: use a value from 1 to {layers} (default 3).")
+    tokens = len(components.tokenizer(prompt).input_ids)
+    if tokens > components.tokenizer.model_max_length:
+        warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
+                      f"{components.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)
+
+
 def _set_checkpointing(components: Components, enabled: bool) -> None:
     for module in (components.unet, components.controlnet):
         if enabled and getattr(module, "_supports_gradient_checkpointing", False):
@@ -115,10 +128,10 @@ def guided_sample(
     text = components.encode_prompt([s.negative_prompt, prompt])
     eps_fn = DepthControlledEps(components, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale)
     loss_fn = None
-    if g.enabled:
+    if g.enabled and g.strength > 0:  # strength 0 would compute gradients only to scale them to nothing
         style_loss = GramStyleLoss(components.clip_vision, style, layer=g.layer)
         loss_fn = LatentStyleLoss(lambda z: decode_frames(components, z).float(), style_loss, chunk=g.decode_chunk)
-    _set_checkpointing(components, g.enabled and g.gradient_checkpointing)
+    _set_checkpointing(components, loss_fn is not None and g.gradient_checkpointing)
     timesteps = ddim_timesteps(len(components.alphas_cumprod), s.steps)
     generator = torch.Generator().manual_seed(seed + 1)  # time-travel noise; seed itself draws x_T
     bar = tqdm(total=len(timesteps), desc="sampling", unit="step", disable=not progress)
@@ -168,6 +181,7 @@ def stylize_video(
     with clock.stage("load_models"):
         runtime = runtime or Runtime.from_config(config, video=clip.frames.shape[0] > 1)
     components = runtime.components
+    check_fits(config, components, prompt)
     with clock.stage("depth"):
         if depth_dir is not None:
             depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size)
@@ -223,8 +237,8 @@ def stylize_image(
     style_image = load_style_image(style)
     photo = load_photo(depth_from) if depth_from is not None else None
     if width is not None or height is not None:
-        if not width or not height or width < 8 or height < 8:
-            raise InputError(f"give both --width and --height (>= 8 pixels), got {width} x {height}.")
+        if not width or not height or not (8 <= width <= MAX_SIZE and 8 <= height <= MAX_SIZE):
+            raise InputError(f"give both --width and --height, each from 8 to {MAX_SIZE} pixels, got {width} x {height}.")
         size = (max(8, round(width / 8) * 8), max(8, round(height / 8) * 8))
     elif photo is not None:
         size = model_size_for(photo.shape[1], photo.shape[0], config.video.size)
@@ -233,6 +247,7 @@ def stylize_image(
     with clock.stage("load_models"):
         runtime = runtime or Runtime.from_config(config, video=False)
     components = runtime.components
+    check_fits(config, components, prompt)
     control, depth = None, None
     if photo is not None:
         with clock.stage("depth"):

@@ -67,4 +67,4 @@ def base_report(config: Config, components: Components, seed: int, kind: str) ->
 def write_report(report: dict[str, Any], path: Path) -> None:
     """The report as indented JSON, atomically; callers write it last and mark it complete."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

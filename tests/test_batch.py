@@ -29,16 +29,14 @@ from sagvideo.batch.state import BatchState, RunLock, clean_stale_temps
 from sagvideo.config import Config, load_config
 from sagvideo.errors import ConfigError, InputError
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from _fixtures import FIXTURES, require_fixture
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--config", "tiny", "--set", "video.frames=2", "video.size=64", "sampling.steps=3", "guidance.repeats=1"]
 GOOD_IDS = ["a", "b", "c", "d", "e"]
 
 
 def need_fixtures() -> Path:
-    if not (FIXTURES / "bigbuckbunny.mp4").is_file():
-        pytest.skip(f"real fixtures not found at {FIXTURES} (they sit beside the repository, in ../shared/fixtures)")
-    return FIXTURES
+    return require_fixture("bigbuckbunny.mp4").parent
 
 
 def tiny_config() -> Config:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from sagvideo.errors import InputError, ModelUnavailableError
 from sagvideo.video import depth as D
 from sagvideo.video.io import read_clip
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from _fixtures import require_fixture
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +24,7 @@ def tiny() -> D.TransformersDepth:
 @pytest.fixture(scope="module")
 def frames() -> np.ndarray:
     """Six real frames (64 x 112) from the fixture clip, plus a black and a white frame."""
-    path = FIXTURES / "bigbuckbunny.mp4"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} is absent (a fresh clone has no ../shared/fixtures)")
+    path = require_fixture("bigbuckbunny.mp4")
     real = read_clip(path, frames=6, stride=20, size=64).frames
     flat = np.stack([np.zeros_like(real[0]), np.full_like(real[0], 255)])
     return np.concatenate([real, flat])

@@ -106,8 +106,23 @@ def test_style_images_in_any_mode_are_converted(fixtures, runtime, tmp_path):
 ])
 def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, overrides):
     config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 4, "guidance.repeats": 1, **overrides})
-    result = stylize_video(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x",
-                           config=config, runtime=runtime)
+    unet = runtime.components.unet
+    seen = []  # (batch size, gradient checkpointing on) of every UNet call made with a graph
+
+    def spy(module, args, kwargs):
+        if torch.is_grad_enabled():
+            seen.append((args[0].shape[0], module.is_gradient_checkpointing))
+
+    hook = unet.register_forward_pre_hook(spy, with_kwargs=True)
+    try:
+        result = stylize_video(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x",
+                               config=config, runtime=runtime)
+    finally:
+        hook.remove()
+    cond_only = overrides.get("guidance.cond_only", False)
+    assert seen and {batch for batch, _ in seen} == ({1} if cond_only else {2})  # CFG doubles the batch
+    assert {ckpt for _, ckpt in seen} == {overrides.get("guidance.gradient_checkpointing", False)}
+    assert not unet.is_gradient_checkpointing or overrides.get("guidance.gradient_checkpointing")
     losses = [r["loss"] for r in result.report["guided_steps"]]
     assert losses and all(np.isfinite(losses))
     assert result.report["config"]["guidance"] == {**result.report["config"]["guidance"],

@@ -17,16 +17,13 @@ from sagvideo.errors import InputError
 from sagvideo import files
 from sagvideo.video import io
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+from _fixtures import require_fixture
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bunny() -> Path:
-    path = FIXTURES / "bigbuckbunny.mp4"
-    if not path.is_file():
-        pytest.skip(f"fixture {path} is absent (a fresh clone has no ../shared/fixtures)")
-    return path
+    return require_fixture("bigbuckbunny.mp4")
 
 
 def make_clip(folder: Path, name: str, *, size="64x48", rate="25", frames=10, audio=False) -> Path:
@@ -169,11 +166,10 @@ def test_not_a_video(tmp_path):
     text.write_text("not a video\n")
     with pytest.raises(InputError, match="cannot be read as a video"):
         io.read_clip(text)
-    if (FIXTURES / "starry_night.jpg").is_file():
-        fake = tmp_path / "painting.mp4"
-        fake.write_bytes((FIXTURES / "starry_night.jpg").read_bytes())
-        with pytest.raises(InputError, match="still image"):
-            io.read_clip(fake)
+    fake = tmp_path / "painting.mp4"
+    fake.write_bytes(require_fixture("starry_night.jpg").read_bytes())
+    with pytest.raises(InputError, match="still image"):
+        io.read_clip(fake)
     audio_only = tmp_path / "tone.mp4"
     subprocess.run([io.ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.3",
                     "-c:a", "aac", str(audio_only)], check=True)

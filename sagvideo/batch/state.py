@@ -75,13 +75,13 @@ class BatchState:
         """Write `data` to `path` atomically (readers see the old file or the new one, never half)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=False))
+            tmp.write_text(json.dumps(data, indent=2, sort_keys=False), encoding="utf-8")
 
     @staticmethod
     def read_json(path: Path) -> dict[str, Any] | None:
         """The JSON object at `path`, or None when it is missing or unreadable."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None

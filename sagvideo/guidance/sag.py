@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .adjoint import METHODS, SCHEMES, LossFn, sag_gradient
-from .ddim import alpha_at, ddim_step, renoise
+from .ddim import alpha_at, ddim_step, estimate_grid, renoise
 from .evals import EpsFn, GradientCost, require_finite
 
 
@@ -121,7 +121,8 @@ def guided_step(
         )
         rho = step_size(reference, grad, params.strength)
         x_prev = ddim_step(x_t, eps, a_t, a_prev) - rho * grad
-        records.append(GuidedStepRecord(index, t, r, n, float(loss), rho, cost.as_dict()))
+        evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
+        records.append(GuidedStepRecord(index, t, r, evaluated, float(loss), rho, cost.as_dict()))
         if on_record is not None:
             on_record(records[-1])
         if r < params.repeats - 1:

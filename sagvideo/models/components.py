@@ -154,7 +154,14 @@ def resolve_device_dtype(device: str | torch.device = "auto",
     """"auto" device = cuda when available else cpu; "auto" dtype = float16 on cuda, float32 on cpu."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"config key 'model.device' is not a device: {device!r}. To fix: use auto, cpu, cuda "
+                          f"or cuda:N.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"config key 'model.device' asks for {device}, but this machine has no usable CUDA GPU. "
+                          f"To fix: use --device auto (or cpu, slow).")
     if dtype == "auto":
         return device, torch.float16 if device.type == "cuda" else torch.float32
     if isinstance(dtype, str):

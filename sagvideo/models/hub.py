@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
@@ -69,7 +70,9 @@ def load_pretrained(
     if not Path(name).expanduser().is_dir() and not hub_reachable():
         kwargs["local_files_only"] = True
     try:
-        return loader(str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*local_dir_use_symlinks.*")  # noise from old callers
+            return loader(str(Path(name).expanduser()) if Path(name).expanduser().is_dir() else name, **kwargs)
     except (OSError, ValueError, EnvironmentError) as exc:
         if kwargs.get("local_files_only"):
             raise ModelUnavailableError(how_to_supply(name, what, config_key)) from exc

@@ -332,7 +332,7 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int
     frames = _even_frames(_check_frames(frames))
     path = check_output_path(path, overwrite)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise InputError(f"Cannot write video '{path.name}': use one of {', '.join(VIDEO_SUFFIXES)} (or .gif).")
+        raise InputError(f"Cannot write video '{path.name}': use one of {', '.join(VIDEO_SUFFIXES)}.")
     fps = _as_fraction(fps)
     n, h, w = frames.shape[:3]
     rate = f"{fps.numerator}/{fps.denominator}"
