@@ -161,12 +161,12 @@ def cmd_depth(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .video.depth import clip_depth, make_depth_estimator
+    from .files import check_output_path
     from .video.io import read_clip, write_frames_dir
 
     config = config_from_args(args)
     v = config.video
-    if args.output.exists() and not config.output.overwrite:
-        raise SagVideoError(f"output folder {args.output} already exists. Pass --overwrite to replace it.")
+    check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work
     clip = read_clip(args.video, frames=v.frames, stride=v.stride, start=v.start, size=v.size)
     from .models.components import resolve_device_dtype
 

@@ -95,12 +95,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return Path(path)
 
 
-def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
+def check_output_path(path: str | os.PathLike, overwrite: bool = False, *, folder_output: bool = False) -> Path:
     """Check, before any expensive work, that `path` can be written; return it absolute.
 
     Raises InputError when the folder is missing, is a file, or refuses new files (tested by
     creating and removing a temporary file, which also catches read-only mounts and works as
-    root), or when `path` exists and `overwrite` is False.
+    root), when `path` exists and `overwrite` is False, or when it is a folder where a file is
+    expected (`folder_output=False`).
     """
     path = Path(path).expanduser().absolute()
     folder = path.parent
@@ -110,7 +111,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False) -> Path:
         raise _fs_error(folder, exc) from exc
     os.close(fd)
     os.unlink(probe)
-    if path.is_dir():
+    if path.is_dir() and not folder_output:
         raise InputError(f"Output '{path}' is a folder. To fix: give a file path, e.g. '{path / 'out.mp4'}'.")
     if (path.exists() or path.is_symlink()) and not overwrite:
         raise InputError(f"Output '{path}' already exists. To fix: pass --overwrite to replace it, "

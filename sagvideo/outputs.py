@@ -115,8 +115,8 @@ def stylize_to_files(
         raise InputError(f"cannot write a video to '{output.name}': use a name ending in {', '.join(VIDEO_SUFFIXES)} "
                          f"(add --gif for a GIF beside it).")
     final = _planned_paths(output, config)
-    for path in final.values():
-        check_output_path(path, overwrite=out.overwrite)
+    for name, path in final.items():
+        check_output_path(path, overwrite=out.overwrite, folder_output=name == "frames_dir")
     check_inputs(video, style)
     result = stylize_video(video, style, prompt, config=config, depth_dir=depth_dir,
                            cache_dir=depth_cache_dir(output), **kwargs)

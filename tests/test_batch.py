@@ -24,9 +24,8 @@ import yaml
 from sagvideo.batch import BatchJob, JobFileError, folder_jobs, job_seed, load_jobs
 from sagvideo.batch.plan import arrange, estimate_cost, pad, rank_of
 from sagvideo.batch.run import main
-from sagvideo.config import parse_set_items
 from sagvideo.batch.state import BatchState, RunLock, clean_stale_temps
-from sagvideo.config import Config, load_config
+from sagvideo.config import Config, load_config, parse_set_items
 from sagvideo.errors import ConfigError, InputError
 
 from _fixtures import FIXTURES, require_fixture
@@ -397,3 +396,31 @@ def test_killed_run_resumes_without_partial_files(jobdir, reference):
     assert not temp_files(outdir)
     for job_id in GOOD_IDS:
         assert (outdir / f"{job_id}.mp4").read_bytes() == (reference / f"{job_id}.mp4").read_bytes(), job_id
+
+
+def test_out_of_memory_is_recorded_with_a_fix_and_the_next_job_runs(tmp_path, monkeypatch):
+    """Without a GPU the real OOM cannot happen here: the pipeline call raises it instead."""
+    import torch
+
+    import sagvideo.outputs
+    from sagvideo.batch import StylizeJobsModule
+
+    jobs = load_jobs(write_jobs(make_jobdir(tmp_path / "in") / "jobs.yaml", []), tiny_config())[:2]
+
+    class CpuJobsModule(StylizeJobsModule):
+        rank_device = torch.device("cpu")  # no Trainer in this in-process test
+
+    real = sagvideo.outputs.stylize_to_files
+
+    def oom_for_a(video, style, prompt, output, **kwargs):
+        if output.stem == "a":
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return real(video, style, prompt, output, **kwargs)
+
+    monkeypatch.setattr(sagvideo.outputs, "stylize_to_files", oom_for_a)
+    module = CpuJobsModule(tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    first, second = (module.run_job(job) for job in jobs)
+    assert first["status"] == "failed" and first["error_type"] == "OutOfMemoryError"
+    assert "--config low-memory" in first["error"]
+    assert second["status"] == "done" and (tmp_path / "out" / "b.mp4").is_file()

@@ -154,3 +154,18 @@ def test_console_script_help():
     assert exe, "the `sagvideo` console script is not installed in this environment"
     proc = subprocess.run([exe, "stylize", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "--style" in proc.stdout and "--frames" in proc.stdout
+
+
+def test_problems_found_before_any_model_work(capsys, tmp_path, out_dir, clip, style):
+    common = ["stylize", clip, "--style", style, "--prompt", "x", *FAST]
+    code, text = run(capsys, *common, "-o", out_dir)
+    assert code == 2 and "is a folder" in text and "give a file path" in text
+    code, text = run(capsys, *common, "-o", out_dir / "clip.gif")
+    assert_failed_cleanly(code, text, out_dir, "clip.gif", ".mp4", "--gif")
+    code, text = run(capsys, *common, "-o", out_dir / "o.mp4", "--set", "guidance.layer=99")
+    assert_failed_cleanly(code, text, out_dir, "guidance.layer", "from 1 to 4")
+    code, text = run(capsys, *common, "-o", out_dir / "o.mp4", "--size", "100000")
+    assert_failed_cleanly(code, text, out_dir, "video.size", "4096")
+    if not __import__("torch").cuda.is_available():
+        code, text = run(capsys, *common, "-o", out_dir / "o.mp4", "--device", "cuda")
+        assert_failed_cleanly(code, text, out_dir, "model.device", "--device auto")

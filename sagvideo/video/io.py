@@ -375,7 +375,7 @@ def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int |
 def write_frames_dir(frames: np.ndarray, folder: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write uint8 (F, H, W, 3) frames as folder/frame_00000.png, ...; the folder appears whole."""
     frames = _check_frames(frames)
-    folder = check_output_path(folder, overwrite)
+    folder = check_output_path(folder, overwrite, folder_output=True)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"'{folder}' is a file, not a folder. To fix: choose another output folder name.")
     with atomic_dir(folder) as tmp:
