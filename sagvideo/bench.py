@@ -137,16 +137,17 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict]:
     video = Path(args.video)
     style = Path(args.style)
     rows = []
-    presets = ["tiny"] + (["sd15"] if torch.cuda.is_available() and not args.tiny_only else [])
+    presets = args.presets or (["tiny", "sd15"] if torch.cuda.is_available() else ["tiny"])
     for preset in presets:
         overrides = {"video.frames": args.frames, "sampling.steps": args.steps, "model.depth": "tiny"}
         if preset == "tiny":
             config = load_config("tiny", overrides)
             runtime = Runtime.from_config(config)
-        else:
-            overrides.update({"video.size": args.size_px, "model.device": "cuda"})
+        else:  # the real SD 1.5 + AnimateDiff + ControlNet sizes, random weights: no download
+            overrides.update({"video.size": args.size_px, "model.device": args.device})
             config = load_config(None, overrides)
-            runtime = Runtime(random_components("sd15", device="cuda", dtype=config.model.dtype), "tiny")
+            components = random_components("sd15", device=args.device, dtype=config.model.dtype)
+            runtime = Runtime(components, "tiny")
         if runtime.components.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         result = stylize_video(video, style, "a scene, painted", config=config, runtime=runtime)
@@ -197,7 +198,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--size-px", dest="size_px", type=int, default=512, help="short side for the SD-size run")
-    p.add_argument("--tiny-only", dest="tiny_only", action="store_true")
+    p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"],
+                   help="pipeline: which model sizes (default tiny, plus sd15 on CUDA)")
     p.add_argument("--json", help="write the records here")
     p.set_defaults(handler=run_bench)
 
