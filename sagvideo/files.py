@@ -66,26 +66,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     An existing folder at `path` is swapped out and deleted only after the new one is in place.
     """
     path = Path(path)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    except OSError as exc:
-        raise _fs_error(path.parent, exc) from exc
+    tmp = _temp_dir(path.parent, path.name)
     try:
         yield tmp
         _publish_mode(tmp, directory=True)
-        old = None
-        if path.is_dir() and not path.is_symlink():
-            # os.replace cannot replace a non-empty folder: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-            os.replace(path, old / path.name)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temp_dir(parent: Path, name: str) -> Path:
+    """A new hidden `.<name>.tmp-XXXX` folder in `parent` (InputError naming the folder if impossible)."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent))
+    except OSError as exc:
+        raise _fs_error(parent, exc) from exc
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -127,10 +123,7 @@ def staging_dir(near: str | os.PathLike) -> Iterator[Path]:
     clean one left by a killed process.
     """
     near = Path(near)
-    try:
-        folder = Path(tempfile.mkdtemp(prefix=f".{near.stem}.tmp-", dir=near.parent))
-    except OSError as exc:
-        raise _fs_error(near.parent, exc) from exc
+    folder = _temp_dir(near.parent, near.stem)
     try:
         yield folder
     finally:
@@ -138,8 +131,18 @@ def staging_dir(near: str | os.PathLike) -> Iterator[Path]:
 
 
 def publish(staged: Path, final: Path) -> Path:
-    """Move a finished file or folder from a staging folder onto `final` (replacing what is there)."""
+    """Move a finished file or folder onto `final` (same file system), replacing what is there.
+
+    An existing folder is moved aside first (os.replace cannot replace a non-empty folder) and
+    deleted only once the new one is in place.
+    """
+    old = None
     if final.is_dir() and not final.is_symlink():
-        shutil.rmtree(final)  # os.replace cannot replace a non-empty folder
+        old = _temp_dir(final.parent, f"{final.name}.old")
+        os.replace(final, old / final.name)
+    elif final.is_symlink() or (final.exists() and staged.is_dir()):
+        final.unlink()
     os.replace(staged, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return final
