@@ -75,7 +75,8 @@ def latent_gram_loss(reference: torch.Tensor):
 def measure_guidance(method: str, n: int, size: str, latent: int, device: str, dtype: str, t: int, seed: int) -> dict:
     """One (method, n) row: peak memory, seconds, counts, and the gradient itself (for errors)."""
     from .guidance import GradientCost, sag_gradient
-    from .models.components import resolve_device_dtype, sd_unet2d
+    from .models.components import alphas_cumprod_from_config, resolve_device_dtype, sd_unet2d
+    from .models.presets import scheduler_config
 
     dev, dt = resolve_device_dtype(device, dtype)
     unet = sd_unet2d(size, seed=seed, device=dev, dtype=dt)
@@ -83,8 +84,7 @@ def measure_guidance(method: str, n: int, size: str, latent: int, device: str, d
     x = torch.randn(1, unet.config.in_channels, latent, latent, generator=gen).to(dev, dt)
     text = torch.randn(1, 77, unet.config.cross_attention_dim, generator=gen).to(dev, dt)
     loss = latent_gram_loss(torch.randn(x.shape, generator=gen).to(dev))
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    alphas = torch.cumprod(1 - betas, 0)
+    alphas = alphas_cumprod_from_config(scheduler_config())  # SD 1.5's training schedule
 
     def eps_fn(z, step):
         return unet(z, step, encoder_hidden_states=text).sample

@@ -160,7 +160,7 @@ def cmd_image(args: argparse.Namespace) -> int:
 def cmd_depth(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .video.depth import clip_depth, make_depth_estimator
+    from .video.depth import clip_depth, depth_to_uint8, make_depth_estimator
     from .files import check_output_path
     from .video.io import read_clip, write_frames_dir
 
@@ -172,7 +172,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
 
     device, _ = resolve_device_dtype(config.model.device, config.model.dtype)
     depth = clip_depth(clip.frames, make_depth_estimator(config.model.depth, device))
-    gray = (depth * 255).round().astype(np.uint8)
+    gray = depth_to_uint8(depth)
     write_frames_dir(np.repeat(gray[..., None], 3, -1), args.output, overwrite=config.output.overwrite)
     print(f"wrote {len(gray)} depth maps to {args.output}")
     return 0

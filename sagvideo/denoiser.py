@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .guidance.layout import from_frames, to_frames
 from .models.components import Components
 
 
@@ -46,26 +47,25 @@ class DepthControlledEps:
 
     def _predict(self, x: Tensor, t: int) -> Tensor:
         """Noise prediction per branch: (1, C, F, h, w) -> (branches, C, F, h, w)."""
-        c, branches = self.c, len(self.branches)
-        _, channels, frames, h, w = x.shape
-        dtype = c.dtype
-        sample = x.to(dtype).expand(branches, -1, -1, -1, -1)
-        text = self.text[list(self.branches)].to(dtype)
-        per_frame_text = text.repeat_interleave(frames, dim=0)  # (branches * F, L, D), branch-major
+        c, branches, frames = self.c, len(self.branches), x.shape[2]
+        sample = x.to(c.dtype).expand(branches, -1, -1, -1, -1)
+        whole_clip = c.unet_motion is not None and frames > 1
+        # per-frame view (branches * F, C, h, w), branch-major like the text; only if something reads it
+        flat = to_frames(sample) if (self.control is not None or not whole_clip) else None
+        text = self.text[list(self.branches)].to(c.dtype)
+        per_frame_text = text.repeat_interleave(frames, dim=0)  # (branches * F, L, D)
         residuals = {}
         if self.control is not None:
-            flat = sample.permute(0, 2, 1, 3, 4).reshape(branches * frames, channels, h, w)
-            control = self.control.to(c.device, dtype).repeat(branches, 1, 1, 1)
+            control = self.control.to(c.device, c.dtype).repeat(branches, 1, 1, 1)
             down, mid = c.controlnet(
                 flat, t, encoder_hidden_states=per_frame_text, controlnet_cond=control,
                 conditioning_scale=self.controlnet_scale, return_dict=False,
             )
             residuals = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
-        if c.unet_motion is not None and frames > 1:
+        if whole_clip:
             return c.unet_motion(sample, t, encoder_hidden_states=per_frame_text, **residuals).sample
-        flat = sample.permute(0, 2, 1, 3, 4).reshape(branches * frames, channels, h, w)
         out = c.unet2d(flat, t, encoder_hidden_states=per_frame_text, **residuals).sample
-        return out.view(branches, frames, channels, h, w).permute(0, 2, 1, 3, 4)
+        return from_frames(out, sample)
 
     def eps_with_reference(self, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
         """(CFG eps, eps_c - eps_u), both shaped like x; the reference sets the guidance step size."""
@@ -83,7 +83,7 @@ class DepthControlledEps:
 @torch.no_grad()
 def decode_latents(components: Components, latents: Tensor, chunk: int = 1) -> Tensor:
     """Latents (1, C, F, h, w) -> frames (F, 3, H, W) in [0, 1], decoded `chunk` frames at a time."""
-    frames = latents[0].permute(1, 0, 2, 3)
+    frames = to_frames(latents)
     out = [decode_frames(components, frames[i : i + chunk]) for i in range(0, len(frames), chunk)]
     return ((torch.cat(out).float() + 1) / 2).clamp(0, 1)
 

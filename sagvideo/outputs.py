@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .config import Config, load_config
 from .errors import InputError
 from .files import check_output_path, publish, staging_dir
-from .images import contact_sheet, load_style_image, write_image
+from .images import contact_sheet, write_image
 from .pipeline import stylize_image, stylize_video
 from .report import TINY_LABEL, write_report
-from .video.io import VIDEO_SUFFIXES, probe_video, write_frames_dir, write_gif, write_video
+from .video.depth import depth_to_uint8
+from .video.io import VIDEO_SUFFIXES, write_frames_dir, write_gif, write_video
 
 
 def report_path(output: Path) -> Path:
@@ -56,12 +55,6 @@ def outputs_complete(output: Path) -> bool:
         return json.loads(report.read_text(encoding="utf-8")).get("status") == "complete"
     except (OSError, ValueError):
         return False
-
-
-def check_inputs(video: str | os.PathLike, style: str | os.PathLike) -> None:
-    """Cheap validation before any model work: the video probes, the style image decodes."""
-    probe_video(video)
-    load_style_image(style)
 
 
 def _planned_paths(output: Path, config: Config) -> dict[str, Path]:
@@ -117,7 +110,7 @@ def stylize_to_files(
     final = _planned_paths(output, config)
     for name, path in final.items():
         check_output_path(path, overwrite=out.overwrite, folder_output=name == "frames_dir")
-    check_inputs(video, style)
+    # stylize_video reads the clip and the style image before it loads any model
     result = stylize_video(video, style, prompt, config=config, depth_dir=depth_dir,
                            cache_dir=depth_cache_dir(output), **kwargs)
     clip, report = result.clip, result.report
@@ -131,8 +124,7 @@ def stylize_to_files(
         if out.frames_dir:
             write_frames_dir(result.frames, staged["frames_dir"])
         if out.contact_sheet:
-            depth = [(d * 255).round().astype(np.uint8) for d in result.depth]
-            contact_sheet({"input": list(clip.frames), "depth": depth, "output": list(result.model_frames),
+            contact_sheet({"input": list(clip.frames), "depth": list(depth_to_uint8(result.depth)), "output": list(result.model_frames),
                            "style": [result.style]}, staged["contact_sheet"],
                           note=TINY_LABEL if "label" in report else "")
         report["seconds"]["write"] = round(time.perf_counter() - start, 4)

@@ -9,7 +9,7 @@ over the base config of `--config/--set`.
 `load_jobs` validates the whole file before anything heavy happens and raises one
 `JobFileError` listing every problem with its line: unknown keys (job keys and config keys,
 via `config.merge`), missing values, missing or unreadable files (the same probes as
-`outputs.check_inputs`, run once per file), frame ranges the video cannot supply, duplicate
+`probe_video` and `load_style_image`, run once per file), frame ranges the video cannot supply, duplicate
 ids, and outputs that would collide.
 
 Ids name the output files (`OUTDIR/<id>.mp4`). The default id is the video's file name,
@@ -101,7 +101,7 @@ def flatten_config(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, An
 
 
 class _FileChecks:
-    """The checks of `outputs.check_inputs`, cached per file: many jobs share a video or style."""
+    """The video probe and style decode a job would do first, cached per file: jobs share files."""
 
     def __init__(self) -> None:
         self._videos: dict[Path, Any] = {}

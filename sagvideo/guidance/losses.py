@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layout import from_frames, to_frames
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -75,31 +77,18 @@ class LatentStyleLoss:
         self.frame_loss = frame_loss
         self.chunk = max(1, int(chunk))
 
-    @staticmethod
-    def _frames(latents: Tensor) -> Tensor:
-        if latents.dim() == 5:  # (B, C, F, h, w) -> (B*F, C, h, w)
-            return latents.permute(0, 2, 1, 3, 4).flatten(0, 1)
-        return latents
-
-    @staticmethod
-    def _unframes(frames: Tensor, like: Tensor) -> Tensor:
-        if like.dim() == 5:
-            b, c, f, h, w = like.shape
-            return frames.view(b, f, c, h, w).permute(0, 2, 1, 3, 4)
-        return frames
-
     def _chunk_losses(self, frames: Tensor) -> Tensor:
         images = (self.decode(frames) + 1.0) / 2.0  # no clamp: a clamp zeroes saturated pixels' gradient
         return self.frame_loss.per_frame(images)
 
     def __call__(self, latents: Tensor) -> Tensor:
-        frames = self._frames(latents)
+        frames = to_frames(latents)
         losses = [self._chunk_losses(frames[i : i + self.chunk]) for i in range(0, len(frames), self.chunk)]
         return torch.cat(losses).mean()
 
     def value_and_grad(self, latents: Tensor) -> tuple[Tensor, Tensor]:
         """(loss, dE/dlatents) with one chunk's graph alive at a time."""
-        frames = self._frames(latents.detach())
+        frames = to_frames(latents.detach())
         total = len(frames)
         grads, value = [], torch.zeros((), dtype=torch.float32, device=latents.device)
         for i in range(0, total, self.chunk):
@@ -109,4 +98,4 @@ class LatentStyleLoss:
                 (g,) = torch.autograd.grad(part, leaf)
             grads.append(g)
             value = value + part.detach().float()
-        return value, self._unframes(torch.cat(grads), latents).to(latents.dtype)
+        return value, from_frames(torch.cat(grads), latents).to(latents.dtype)

@@ -279,6 +279,11 @@ def clip_depth(clip_frames: np.ndarray, estimator: DepthEstimator, cache_dir: st
     return normalize_clip_depth(raw)
 
 
+def depth_to_uint8(depth: np.ndarray) -> np.ndarray:
+    """Normalised depth (F, H, W) in [0, 1] -> uint8 gray maps (F, H, W), for files and previews."""
+    return (np.clip(depth, 0.0, 1.0) * 255).round().astype(np.uint8)
+
+
 def depth_to_control_image(depth: np.ndarray) -> torch.Tensor:
     """Normalised depth (F, H, W) in [0, 1] -> float32 tensor (F, 3, H, W) in [0, 1] (gray RGB)."""
     depth = np.asarray(depth, dtype=np.float32)
