@@ -1,24 +1,50 @@
 """sagvideo: restyle videos to match a reference image with Symplectic Adjoint Guidance.
 
-The guidance core (`sagvideo.guidance`) is importable without diffusers; the pipeline entry
-points are imported lazily so `import sagvideo` stays fast.
+High-level API (paths in; results or files out):
+
+    import sagvideo
+    config = sagvideo.load_config("video", {"video.frames": "all"})
+    result = sagvideo.stylize_video("in.mp4", "style.png", "a dancer, oil painting", config=config)
+    report = sagvideo.stylize_to_files("in.mp4", "style.png", "a dancer, oil painting", "out.mp4", config=config)
+
+- `stylize_video(video, style, prompt, config=...)`: frames (F, H, W, 3) uint8 at the source size + report.
+- `stylize_to_files(video, style, prompt, output, config=...)`: writes the mp4, report, contact sheet.
+- `stylize_image(prompt, style, config=...)`: the one-frame case.
+- `load_config(files, overrides)`: defaults <- YAML configs <- overrides, validated.
+- `StylizePipeline`: the same job on arrays, stage by stage (check_inputs, prepare_depth,
+  prepare_latents, sample, decode), for library users who bring their own frames.
+- `sag_gradient`, `sample`, `SAGParams`, `GramStyleLoss`: the model-agnostic guidance core.
+
+Importing the package is light: torch, diffusers and the rest load on first use of a name.
 """
 
 from .lazy import lazy_getattr
-from .guidance import GramStyleLoss, SAGParams, clean_estimate, sag_gradient, sample
+from .version import package_version
 
-__version__ = "0.1.0"
+__version__ = package_version()
 
 _LAZY = {
-    "stylize_video": "sagvideo.pipeline",
-    "stylize_image": "sagvideo.pipeline",
-    "stylize_to_files": "sagvideo.outputs",
-    "Runtime": "sagvideo.pipeline",
+    "stylize_video": "sagvideo.api",
+    "stylize_image": "sagvideo.api",
+    "stylize_to_files": "sagvideo.api",
+    "stylize_image_to_file": "sagvideo.api",
+    "StylizePipeline": "sagvideo.pipeline",
+    "StylizeResult": "sagvideo.pipeline",
+    "Runtime": "sagvideo.runtime",
     "load_config": "sagvideo.config",
     "Config": "sagvideo.config",
+    "sag_gradient": "sagvideo.guidance",
+    "clean_estimate": "sagvideo.guidance",
+    "sample": "sagvideo.guidance",
+    "SAGParams": "sagvideo.guidance",
+    "GramStyleLoss": "sagvideo.guidance",
 }
 
 __getattr__ = lazy_getattr(__name__, _LAZY)
 
 
-__all__ = ["GramStyleLoss", "SAGParams", "clean_estimate", "sag_gradient", "sample", *_LAZY]
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
+__all__ = ["__version__", *_LAZY]

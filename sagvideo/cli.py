@@ -10,11 +10,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from .defaults import GRADIENT_METHODS, SCHEMES
 from .errors import SagVideoError
+from .version import package_version
 
 # flag name -> config key; None values are "not given" and leave the config alone
 FLAG_KEYS = {
     "frames": "video.frames", "stride": "video.stride", "start": "video.start", "size": "video.size",
+    "start_time": "video.start_time", "duration": "video.duration", "window": "video.window",
+    "overlap": "video.overlap", "preview": "output.preview",
     "steps": "sampling.steps", "cfg_scale": "sampling.cfg_scale", "seed": "sampling.seed",
     "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
     "method": "guidance.method", "scheme": "guidance.scheme", "n": "guidance.n",
@@ -57,8 +61,8 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--negative-prompt", dest="negative_prompt")
     p.add_argument("--controlnet-scale", dest="controlnet_scale", type=float, help="depth conditioning weight (1.0)")
     p.add_argument("--seed", type=int, help="same seed + inputs = same output (default 0)")
-    p.add_argument("--method", choices=["symplectic", "direct", "adjoint"], help="guidance gradient (symplectic)")
-    p.add_argument("--scheme", choices=["euler", "heun"])
+    p.add_argument("--method", choices=GRADIENT_METHODS, help="how the guidance gradient is taken (symplectic)")
+    p.add_argument("--scheme", choices=SCHEMES)
     p.add_argument("--n", type=int, help="network evaluations in the clean estimate (4; Heun: solver steps)")
     p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
     p.add_argument("--strength", type=float, help="style guidance strength (1.5 = 0.2 x CFG 7.5)")
@@ -66,10 +70,22 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--depth-model", dest="depth_model", help="midas (default), tiny, or a transformers depth model id")
 
 
+def _frames(text: str) -> int | str:
+    """--frames N or --frames all."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of frames or 'all', got {text!r}") from None
+
+
 def _clip_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", type=int, help="frames to stylize (default 16)")
+    p.add_argument("--frames", type=_frames, help="frames to stylize, or 'all' for the whole span (default 16)")
     p.add_argument("--stride", type=int, help="take every N-th frame (default 1)")
     p.add_argument("--start", type=int, help="first frame index (default 0)")
+    p.add_argument("--start-time", dest="start_time", type=float, metavar="SECONDS", help="first frame by time")
+    p.add_argument("--duration", type=float, metavar="SECONDS", help="how much of the video, instead of --frames")
     p.add_argument("--size", type=int, help="short side in pixels, rounded to a multiple of 8 (default 512)")
 
 
@@ -80,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Offline smoke run: add --config tiny (random weights; checks the plumbing only).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"sagvideo {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser(
@@ -96,8 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="text prompt describing the scene")
     p.add_argument("-o", "--output", type=Path, help="output .mp4 (default: <video>_sag.mp4 beside the input)")
     p.add_argument("--depth", type=Path, metavar="DIR", help="precomputed depth maps (one image per frame)")
-    p.add_argument("--gif", action="store_true", help="also write a GIF")
+    p.add_argument("--gif", action="store_true", help="also write a GIF (long side at most 512 px)")
     p.add_argument("--frames-dir", dest="frames_dir", action="store_true", help="also write PNG frames")
+    p.add_argument("--window", type=int, help="frames the motion module sees at once (16; 0 = all jointly)")
+    p.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (4)")
+    p.add_argument("--preview", type=int, nargs="?", const=5, metavar="K",
+                   help="every K steps (5), write OUT.preview.png: the current clean estimate of a few frames")
     _clip_flags(p)
     _common(p)
     p.set_defaults(handler=cmd_stylize)
@@ -115,9 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=cmd_image)
 
-    p = sub.add_parser("depth", help="write the clip's depth maps (PNG per frame) and stop")
+    p = sub.add_parser("depth", help="write the clip's depth maps (PNG per frame) and stop",
+                       description="Estimate one depth map per selected frame, normalised over the whole clip, "
+                                   "and write them as OUT/depth_00000.png ... (white = near); reusable with "
+                                   "`stylize --depth OUT`. Maps are cached in .sagvideo-depth/ beside OUT.")
     p.add_argument("video", type=Path)
-    p.add_argument("-o", "--output", type=Path, required=True, help="folder for depth_00000.png ...")
+    p.add_argument("-o", "--output", type=Path, required=True, help="folder for depth_00000.png, depth_00001.png ...")
     p.add_argument("--depth-model", dest="depth_model")
     _clip_flags(p)
     _common(p, sampling=False)
@@ -129,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_arguments(p)
     p.set_defaults(handler=main_batch)
 
-    from .bench import add_bench_arguments
+    from .bench.cli import add_bench_arguments
 
     p = sub.add_parser("bench", help="benchmarks: guidance gradients, end-to-end pipeline")
     add_bench_arguments(p)
@@ -137,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .outputs import stylize_to_files
+    from .api import stylize_to_files
 
     config = config_from_args(args)
     output = args.output or args.video.with_name(f"{args.video.stem}_sag.mp4")
@@ -148,7 +172,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
-    from .outputs import stylize_image_to_file
+    from .api import stylize_image_to_file
 
     config = config_from_args(args, default="image")
     report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,
@@ -160,21 +184,22 @@ def cmd_image(args: argparse.Namespace) -> int:
 def cmd_depth(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .video.depth import clip_depth, depth_to_uint8, make_depth_estimator
+    from .api import read_video_clip
     from .files import check_output_path
-    from .video.io import read_clip, write_frames_dir
+    from .layout import OutputLayout
+    from .pipeline import StylizePipeline
+    from .video.depth import depth_to_uint8
+    from .video.io import write_frames_dir
 
     config = config_from_args(args)
-    v = config.video
     check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work
-    clip = read_clip(args.video, frames=v.frames, stride=v.stride, start=v.start, size=v.size)
-    from .models.components import resolve_device_dtype
-
-    device, _ = resolve_device_dtype(config.model.device, config.model.dtype)
-    depth = clip_depth(clip.frames, make_depth_estimator(config.model.depth, device))
+    clip = read_video_clip(args.video, config, for_sampling=False)
+    pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
+    depth = pipe.prepare_depth(clip.frames, cache_dir=OutputLayout.of(args.output).depth_cache,
+                               progress=not args.quiet)
     gray = depth_to_uint8(depth)
-    write_frames_dir(np.repeat(gray[..., None], 3, -1), args.output, overwrite=config.output.overwrite)
-    print(f"wrote {len(gray)} depth maps to {args.output}")
+    write_frames_dir(np.repeat(gray[..., None], 3, -1), args.output, overwrite=config.output.overwrite, prefix="depth")
+    print(f"wrote {len(gray)} depth maps to {args.output} (depth_00000.png ...)")
     return 0
 
 

@@ -10,18 +10,20 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from . import defaults
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-METHODS = ("symplectic", "direct", "adjoint")
-SCHEMES = ("euler", "heun")
 MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
+NOISE_SCHEMES = ("independent", "shuffled")
+MAX_FRAMES = 1_000_000
 
 
 @dataclass
@@ -29,23 +31,30 @@ class ModelConfig:
     """Which networks to use: hub ids or local folders, or the offline `tiny` preset."""
 
     preset: str = "default"  # "default": the ids below; "tiny": small random weights, offline
-    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-2"
-    controlnet: str = "lllyasviel/control_v11f1p_sd15_depth"
-    clip_vision: str = "openai/clip-vit-base-patch32"
+    base: str = defaults.DEFAULT_BASE
+    motion_adapter: str = defaults.DEFAULT_MOTION_ADAPTER
+    controlnet: str = defaults.DEFAULT_CONTROLNET
+    clip_vision: str = defaults.DEFAULT_CLIP_VISION
     depth: str = "midas"  # "midas" (controlnet-aux), "tiny", or a transformers depth model id
     device: str = "auto"  # "auto" = cuda when available
     dtype: str = "auto"  # "auto" = float16 on CUDA, float32 on CPU
+    compile: bool = False  # torch.compile the UNet and ControlNet (slow first step; see bench pipeline)
 
 
 @dataclass
 class VideoConfig:
-    """Which part of the input to stylize, and at what size."""
+    """Which part of the input to stylize, at what size, and through which motion windows."""
 
-    frames: int = 16
+    frames: int | str = 16  # a count, or "all": the whole selected span
     stride: int = 1
     start: int = 0
+    start_time: float | None = None  # seconds; instead of `start`
+    duration: float | None = None  # seconds from the start; instead of `frames`
     size: int = 512  # short side in pixels, rounded to a multiple of 8
+    window: int = 16  # frames the motion module sees at once (0: all frames jointly)
+    overlap: int = 4  # frames shared by neighbouring windows, blended smoothly
+    window_batch: int = 1  # windows predicted in one network call (more is faster, needs more memory)
+    noise: str = "shuffled"  # starting noise: "independent" per frame, or "shuffled" repeats of the first window
 
 
 @dataclass
@@ -64,7 +73,7 @@ class GuidanceConfig:
     """Symplectic Adjoint Guidance toward the style image (see DESIGN section 2)."""
 
     enabled: bool = True
-    method: str = "symplectic"  # symplectic | direct | adjoint
+    method: str = "symplectic"  # how the gradient is taken: symplectic | direct | adjoint
     scheme: str = "euler"  # euler (DDIM) | heun
     n: int = 4  # noise-prediction evaluations in the clean estimate (heun: solver steps)
     adaptive_n: bool = False  # n on the first guided step, down to 1 on the last
@@ -87,6 +96,7 @@ class OutputConfig:
     contact_sheet: bool = True
     overwrite: bool = False
     crf: int = 18
+    preview: int = 0  # every k steps, write the decoded clean estimate of a few frames (0: off)
 
 
 @dataclass
@@ -102,34 +112,47 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _check_value(key: str, value: Any, annotation: Any) -> Any:
-    """Coerce `value` to the field type (int -> float allowed) or raise naming `key`."""
-    kind = {"int": int, "float": float, "bool": bool, "str": str}.get(
-        annotation if isinstance(annotation, str) else getattr(annotation, "__name__", "")
-    )
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
-            return value.lower() in {"true", "yes", "1"}
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
+_MISSING = object()
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """`value` as `kind` ("int", "float", "bool", "str", "None"), or _MISSING when it is not one."""
+    if kind == "None":
+        return None if value is None else _MISSING
+    if isinstance(value, bool):
+        return value if kind == "bool" else _MISSING
+    if kind == "bool" and isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
+        return value.lower() in {"true", "yes", "1"}
+    if kind == "int":
+        if isinstance(value, int):
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind is str:
-        if isinstance(value, str):
-            return value
+    if kind == "float":
+        try:
+            number = float(value) if isinstance(value, (int, float, str)) else _MISSING
+        except ValueError:
+            return _MISSING
+        return number if number is _MISSING or math.isfinite(number) else _MISSING
+    if kind == "str" and isinstance(value, str):
+        return value
+    return _MISSING
+
+
+def _check_value(key: str, value: Any, annotation: Any) -> Any:
+    """Coerce `value` to the field type (int -> float allowed; "int | None" unions) or raise naming `key`.
+
+    Floats must be finite: `inf` and `nan` are refused here, before anything runs.
+    """
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    kinds = [k.strip() for k in text.split("|")]
+    for kind in kinds:
+        coerced = _coerce(kind, value)
+        if coerced is not _MISSING:
+            return coerced
+    wanted = " or ".join("a finite number" if k == "float" else "unset (null)" if k == "None" else k for k in kinds)
     raise ConfigError(
-        f"config key '{key}' must be {kind.__name__ if kind else annotation}, got {value!r}. "
+        f"config key '{key}' must be {wanted}, got {value!r}. "
         f"Fix the value in your config file or flag."
     )
 
@@ -232,25 +255,51 @@ def _require(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"config key '{key}' {message}")
 
 
+def _in_range(value: float, low: float, high: float, key: str, unit: str = "") -> None:
+    _require(low <= value <= high, key, f"must be between {low:g} and {high:g}{unit}, got {value:g}.")
+
+
+def _validate_video(v: VideoConfig) -> None:
+    if isinstance(v.frames, str):
+        _require(v.frames == "all", "video.frames", f"must be a number of frames or 'all', got {v.frames!r}.")
+    else:
+        _in_range(v.frames, 1, MAX_FRAMES, "video.frames")
+    _in_range(v.stride, 1, 10_000, "video.stride")
+    _in_range(v.start, 0, 10**9, "video.start")
+    _require(v.start_time is None or v.start == 0, "video.start_time",
+             f"and video.start both choose the first frame; give one of them (got {v.start_time} s and frame {v.start}).")
+    _require(v.start_time is None or v.start_time >= 0, "video.start_time", f"must be >= 0 seconds, got {v.start_time}.")
+    _require(v.duration is None or v.duration > 0, "video.duration", f"must be > 0 seconds, got {v.duration}.")
+    _in_range(v.size, 8, MAX_SIZE, "video.size", " pixels")
+    _in_range(v.window, 0, MAX_FRAMES, "video.window")
+    _require(v.window == 0 or 0 <= v.overlap < v.window, "video.overlap",
+             f"must be at least 0 and smaller than video.window ({v.window}), got {v.overlap}. "
+             f"To fix: use e.g. video.overlap={max(0, v.window // 4)}.")
+    _in_range(v.window_batch, 1, 64, "video.window_batch")
+    _require(v.noise in NOISE_SCHEMES, "video.noise", f"must be one of {', '.join(NOISE_SCHEMES)}, got {v.noise!r}.")
+
+
 def validate(config: Config) -> None:
-    """Range checks that types alone do not catch."""
+    """Range checks that types alone do not catch: every number is bounded before anything runs."""
     v, s, g, m = config.video, config.sampling, config.guidance, config.model
     _require(m.preset in ("default", "tiny"), "model.preset", f"must be 'default' or 'tiny', got {m.preset!r}.")
     _require(m.dtype in ("auto", "float16", "bfloat16", "float32"), "model.dtype",
              f"must be auto, float16, bfloat16 or float32, got {m.dtype!r}.")
-    _require(v.frames >= 1, "video.frames", f"must be >= 1, got {v.frames}.")
-    _require(v.stride >= 1, "video.stride", f"must be >= 1, got {v.stride}.")
-    _require(v.start >= 0, "video.start", f"must be >= 0, got {v.start}.")
-    _require(8 <= v.size <= MAX_SIZE, "video.size", f"must be between 8 and {MAX_SIZE} pixels, got {v.size}.")
-    _require(s.steps >= 1, "sampling.steps", f"must be >= 1, got {s.steps}.")
-    _require(s.cfg_scale >= 0, "sampling.cfg_scale", f"must be >= 0, got {s.cfg_scale}.")
-    _require(g.method in METHODS, "guidance.method", f"must be one of {', '.join(METHODS)}, got {g.method!r}.")
-    _require(g.scheme in SCHEMES, "guidance.scheme", f"must be one of {', '.join(SCHEMES)}, got {g.scheme!r}.")
-    _require(g.n >= 1, "guidance.n", f"must be >= 1, got {g.n}.")
-    _require(g.repeats >= 1, "guidance.repeats", f"must be >= 1, got {g.repeats}.")
-    _require(g.strength >= 0, "guidance.strength", f"must be >= 0, got {g.strength}.")
+    _validate_video(v)
+    _in_range(s.steps, 1, 1000, "sampling.steps")
+    _in_range(s.cfg_scale, 0, 100, "sampling.cfg_scale")
+    _in_range(s.controlnet_scale, 0, 10, "sampling.controlnet_scale")
+    _require(0 <= s.seed < 2**64, "sampling.seed", f"must be a whole number from 0 to 2**64 - 1, got {s.seed}.")
+    _require(g.method in defaults.GRADIENT_METHODS, "guidance.method",
+             f"must be one of {', '.join(defaults.GRADIENT_METHODS)}, got {g.method!r}.")
+    _require(g.scheme in defaults.SCHEMES, "guidance.scheme",
+             f"must be one of {', '.join(defaults.SCHEMES)}, got {g.scheme!r}.")
+    _in_range(g.n, 1, 1000, "guidance.n")
+    _in_range(g.repeats, 1, 100, "guidance.repeats")
+    _in_range(g.strength, 0, 1000, "guidance.strength")
     _require(0.0 <= g.start <= g.end <= 1.0, "guidance.start",
              f"and guidance.end must satisfy 0 <= start <= end <= 1, got {g.start}, {g.end}.")
-    _require(g.layer >= 1, "guidance.layer", f"must be >= 1, got {g.layer}.")
-    _require(g.decode_chunk >= 1, "guidance.decode_chunk", f"must be >= 1, got {g.decode_chunk}.")
-    _require(config.output.crf >= 0, "output.crf", f"must be >= 0, got {config.output.crf}.")
+    _in_range(g.layer, 1, 64, "guidance.layer")
+    _in_range(g.decode_chunk, 1, 1024, "guidance.decode_chunk")
+    _in_range(config.output.crf, 0, 51, "output.crf")
+    _in_range(config.output.preview, 0, 1000, "output.preview")

@@ -1,86 +1,80 @@
-"""The main job in memory: video -> depth -> guided sampling -> frames + report.
+"""The stylization job on arrays, as stages a reader can follow and a caller can run one by one.
 
-Data flows one way: `read_clip` -> `clip_depth` -> `DepthControlledEps` + `LatentStyleLoss`
--> `guidance.sample` (SAG on the guided steps) -> decode -> frames at the source size.
-Images are the one-frame case of the same sampler. `outputs.py` writes the files.
+    pipe = StylizePipeline.from_config(config)
+    inputs = pipe.check_inputs(frames, style, prompt)      # uint8 (F, H, W, 3) at model size
+    depth = pipe.prepare_depth(inputs.frames)              # (F, H, W) in [0, 1], clip-normalised
+    latents = pipe.prepare_latents(inputs.num_frames, inputs.size, seed=0)   # (1, 4, F, H/8, W/8)
+    sampled = pipe.sample(latents, depth, inputs.style, prompt, seed=0)     # SAG on the guided steps
+    frames = pipe.decode(sampled.latents)                  # uint8 (F, H, W, 3)
+
+or all of it with `pipe(frames, style, prompt)`. Files stay outside: `api.py` reads inputs and
+writes outputs. An image is the same call with F = 1 (no motion module). Clips longer than
+`video.window` frames are sampled through overlapping context windows (`guidance.windows`).
 """
 
 from __future__ import annotations
 
-import os
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .config import MAX_SIZE, Config, load_config
-from .denoiser import DepthControlledEps, decode_frames, decode_latents, initial_noise
+from .checks import check_frame_settings
+from .config import Config
 from .errors import ConfigError, InputError
-from .guidance import GramStyleLoss, LatentStyleLoss, SAGParams, ddim_timesteps, sample
-from .images import load_photo, load_style_image
-from .models.components import Components, load_components, resolve_device_dtype, tiny_components
-from .models.presets import ModelIds
+from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents
+from .guidance import (
+    ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
+)
+from .levers import applied_levers
+from .models.components import Components
+from .noise import initial_noise
+from .progress import ProgressDepth, SamplingProgress, expected_window_evaluations
 from .report import Stopwatch, base_report, peak_memory_mb
-from .video.depth import clip_depth, depth_to_control_image, load_depth_dir, make_depth_estimator
-from .video.io import Clip, model_size_for, read_clip, restore_size
+from .runtime import Runtime
+from .video.depth import clip_depth, depth_to_control_image
+
+# on_step(step index, timestep, x_t, x0_hat, loss or None) -> False to stop early
+StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor, "float | None"], Any]
 
 
 @dataclass
-class Runtime:
-    """Networks loaded once per process (and reused across jobs), plus the depth estimator."""
+class StylizeInputs:
+    """Checked inputs: frames (F, H, W, 3) uint8 at model size (None: an image without a depth
+    photo), size (W, H), style (3, h, w) float32 in [0, 1], optional depth (F, H, W) in [0, 1]."""
 
-    components: Components
-    depth_name: str
-    _depth: Any = None
-
-    @classmethod
-    def from_config(cls, config: Config, video: bool = True, device: str | torch.device | None = None) -> "Runtime":
-        """Load (or build, for the tiny preset) every network the config names."""
-        m = config.model
-        device, dtype = resolve_device_dtype(device or m.device, m.dtype)
-        if m.preset == "tiny":
-            components = tiny_components(seed=0, video=video).to(device, dtype)
-        else:
-            ids = ModelIds(base=m.base, motion_adapter=m.motion_adapter, controlnet=m.controlnet, clip_vision=m.clip_vision)
-            components = load_components(ids, device=device, dtype=dtype, video=video)
-        return cls(components, m.depth)
-
-    def depth_estimator(self):
-        """Loaded on first use: runs with precomputed maps never load it."""
-        if self._depth is None:
-            self._depth = make_depth_estimator(self.depth_name, self.components.device)
-        return self._depth
+    frames: np.ndarray | None
+    size: tuple[int, int]
+    num_frames: int
+    style: torch.Tensor
+    prompt: str
+    depth: np.ndarray | None = None
 
 
-class ProgressDepth:
-    """A depth estimator run a few frames at a time under a progress bar (same results)."""
+@dataclass
+class Sampled:
+    """Clean latents (1, C, F, h, w), one record per guided pass, the windows, where it stopped."""
 
-    def __init__(self, estimator: Any, chunk: int = 4):
-        self.estimator, self.name, self.chunk = estimator, estimator.name, chunk
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        parts = []
-        with tqdm(total=len(frames), desc="depth", unit="frame", leave=False) as bar:
-            for i in range(0, len(frames), self.chunk):
-                parts.append(self.estimator(frames[i : i + self.chunk]))
-                bar.update(len(parts[-1]))
-        return np.concatenate(parts)
+    latents: torch.Tensor
+    records: list[dict[str, Any]]
+    windows: ContextWindows
+    stopped_at: int | None = None
+    evaluations: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
 class StylizeResult:
-    """frames: uint8 (F, H, W, 3) at the source size; depth: (F, h, w) in [0, 1] at model size."""
+    """frames: uint8 (F, H, W, 3) (model size from the pipeline; the source size from `api`);
+    model_frames: the same at model size; depth: (F, H, W) in [0, 1]; style: uint8 (h, w, 3)."""
 
     frames: np.ndarray
     report: dict[str, Any]
-    clip: Clip | None = None
+    model_frames: np.ndarray | None = None
     depth: np.ndarray | None = None
     style: np.ndarray | None = None
-    model_frames: np.ndarray | None = None
+    clip: Any = None
 
 
 def sag_params(config: Config) -> SAGParams:
@@ -89,187 +83,181 @@ def sag_params(config: Config) -> SAGParams:
                      repeats=g.repeats, method=g.method, scheme=g.scheme)
 
 
-def check_fits(config: Config, components: Components, prompt: str) -> None:
-    """Settings that depend on the loaded models, checked before depth and sampling."""
-    layers = components.clip_vision.config.num_hidden_layers
-    if config.guidance.enabled and not 1 <= config.guidance.layer <= layers:
-        raise ConfigError(f"config key 'guidance.layer' is {config.guidance.layer}, but the CLIP vision model has "
-                          f"{layers} blocks. To fix: use a value from 1 to {layers} (default 3).")
-    tokens = len(components.tokenizer(prompt, verbose=False).input_ids)
-    if tokens > components.tokenizer.model_max_length and components.preset != "tiny":  # tiny: byte tokens
-        warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
-                      f"{components.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    return (image.permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def _set_checkpointing(components: Components, enabled: bool) -> None:
-    for module in (components.unet, components.controlnet):
-        if enabled and getattr(module, "_supports_gradient_checkpointing", False):
-            module.enable_gradient_checkpointing()
-        elif getattr(module, "is_gradient_checkpointing", False):
-            module.disable_gradient_checkpointing()
+class StylizePipeline:
+    """Stylize F frames toward a style image: depth -> latents -> guided sampling -> frames.
 
-
-def guided_sample(
-    components: Components,
-    config: Config,
-    prompt: str,
-    style: torch.Tensor,
-    control: torch.Tensor | None,
-    latent_shape: tuple[int, int, int, int, int],
-    seed: int,
-    progress: bool = False,
-) -> tuple[torch.Tensor, list[dict[str, Any]]]:
-    """Sample latents (1, C, F, h, w) with CFG + ControlNet-depth, SAG toward `style` on the guided steps.
-
-    style: (3, H, W) in [0, 1]; control: (F, 3, H, W) depth images or None.
-    Returns the clean latents and one record per guided pass (loss, rho, costs).
+    Built from a `Runtime` (networks, loaded on first use and shareable across jobs) and the
+    job's `Config`.
     """
-    s, g = config.sampling, config.guidance
-    text = components.encode_prompt([s.negative_prompt, prompt])
-    eps_fn = DepthControlledEps(components, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale)
-    loss_fn = None
-    if g.enabled and g.strength > 0:  # strength 0 would compute gradients only to scale them to nothing
-        style_loss = GramStyleLoss(components.clip_vision, style, layer=g.layer)
-        loss_fn = LatentStyleLoss(lambda z: decode_frames(components, z).float(), style_loss, chunk=g.decode_chunk)
-    _set_checkpointing(components, loss_fn is not None and g.gradient_checkpointing)
-    timesteps = ddim_timesteps(len(components.alphas_cumprod), s.steps)
-    generator = torch.Generator().manual_seed(seed + 1)  # time-travel noise; seed itself draws x_T
-    bar = tqdm(total=len(timesteps), desc="sampling", unit="step", disable=not progress)
-    x_T = initial_noise(latent_shape, seed, components.device)
-    try:
-        result = sample(
-            eps_fn, x_T, components.alphas_cumprod, timesteps, loss_fn=loss_fn, params=sag_params(config),
-            generator=generator, grad_eps_fn=eps_fn.conditional_only() if g.cond_only else None,
-            callback=lambda i, t, x: bar.update(1),
-            on_record=lambda r: bar.set_postfix_str(f"guided pass {r.repeat + 1}/{g.repeats}, style loss {r.loss:.4g}"),
-        )
-    finally:
-        bar.close()
-    records = [vars(r) for r in result.records]
-    return result.x0, records
 
+    def __init__(self, runtime: Runtime, config: Config):
+        self.runtime = runtime
+        self.config = config
+        self._checked: tuple[str, int] | None = None  # (prompt, frames) that passed check_models
 
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(F, 3, H, W) in [0, 1] -> uint8 (F, H, W, 3)."""
-    return (frames.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    @classmethod
+    def from_config(cls, config: Config, *, video: bool = True, device: str | torch.device | None = None
+                    ) -> "StylizePipeline":
+        return cls(Runtime.from_config(config, video=video, device=device), config)
 
+    @property
+    def components(self) -> Components:
+        return self.runtime.components
 
-def stylize_video(
-    video: str | os.PathLike,
-    style: str | os.PathLike,
-    prompt: str,
-    *,
-    config: Config | None = None,
-    runtime: Runtime | None = None,
-    depth_dir: str | os.PathLike | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-) -> StylizeResult:
-    """Stylize a clip of `video` toward the `style` image; returns frames at the source size + report.
+    # ------------------------------------------------------------------ stages
 
-    Library entry point: pass `runtime` to reuse loaded networks across calls, `depth_dir` for
-    precomputed depth maps, `cache_dir` to cache estimated maps.
-    """
-    config = config or load_config()
-    seed = config.sampling.seed if seed is None else seed
-    clock = Stopwatch()
-    with clock.stage("read"):
-        v = config.video
-        clip = read_clip(video, frames=v.frames, stride=v.stride, start=v.start, size=v.size)
-        style_image = load_style_image(style)
-    with clock.stage("load_models"):
-        runtime = runtime or Runtime.from_config(config, video=clip.frames.shape[0] > 1)
-    components = runtime.components
-    check_fits(config, components, prompt)
-    with clock.stage("depth"):
-        if depth_dir is not None:
-            depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size)
-        else:
-            estimator = ProgressDepth(runtime.depth_estimator()) if progress else runtime.depth_estimator()
-            depth = clip_depth(clip.frames, estimator, cache_dir, key_extra=str(clip.model_size))
-    f = len(clip.frames)
-    w, h = clip.model_size
-    factor = components.vae_scale_factor
-    channels = components.unet2d.config.in_channels
-    with clock.stage("sampling"):
-        latents, records = guided_sample(
-            components, config, prompt, style_image, depth_to_control_image(depth),
-            (1, channels, f, h // factor, w // factor), seed, progress,
-        )
-    with clock.stage("decode"):
-        model_frames = _to_uint8(decode_latents(components, latents, config.guidance.decode_chunk))
-        frames = restore_size(model_frames, clip.source_size)
-    report = base_report(config, components, seed, "video")
-    report.update(
-        input={"video": str(Path(video).resolve()), "style": str(Path(style).resolve()), "prompt": prompt,
-               "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
-               "model_size": list(clip.model_size), "has_audio": clip.has_audio,
-               "depth": str(depth_dir) if depth_dir else runtime.depth_name},
-        guided_steps=records,
-        seconds=clock.seconds,
-        peak_memory=peak_memory_mb(components.device),
-    )
-    style_u8 = _to_uint8(style_image[None])[0]
-    return StylizeResult(frames, report, clip, depth, style_u8, model_frames)
+    def check_inputs(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+                     depth: np.ndarray | None = None, size: tuple[int, int] | None = None) -> StylizeInputs:
+        """Validate arrays and settings before any model work. `size` (W, H) is needed without frames."""
+        if frames is not None:
+            frames = np.asarray(frames)
+            if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+                raise InputError(f"frames must be uint8 (F, H, W, 3), got {frames.dtype} {frames.shape}.")
+            size = (frames.shape[2], frames.shape[1])
+        if size is None or any(s % 8 or s < 8 for s in size):
+            raise InputError(f"the model size must be given and both sides multiples of 8, got {size}. "
+                             f"To fix: resize the frames (e.g. with video.io.model_size_for).")
+        num = len(frames) if frames is not None else 1
+        if not isinstance(style, torch.Tensor) or style.dim() != 3 or style.shape[0] != 3:
+            raise InputError(f"style must be a float tensor (3, H, W) in [0, 1], got "
+                             f"{tuple(style.shape) if isinstance(style, torch.Tensor) else type(style).__name__}.")
+        if depth is not None and np.asarray(depth).shape != (num, size[1], size[0]):
+            raise InputError(f"depth must be (F, H, W) = {(num, size[1], size[0])}, got {np.asarray(depth).shape}.")
+        check_frame_settings(self.config, num)
+        return StylizeInputs(frames, size, num, style, prompt, depth)
 
+    def prepare_depth(self, frames: np.ndarray, *, cache_dir: Any = None, progress: bool = False) -> np.ndarray:
+        """uint8 (F, H, W, 3) -> depth (F, H, W) in [0, 1], normalised over the whole clip, cached in `cache_dir`."""
+        estimator = self.runtime.depth_estimator()
+        estimator = ProgressDepth(estimator) if progress else estimator
+        return clip_depth(frames, estimator, cache_dir, key_extra=str((frames.shape[2], frames.shape[1])))
 
-def stylize_image(
-    prompt: str,
-    style: str | os.PathLike,
-    *,
-    config: Config | None = None,
-    runtime: Runtime | None = None,
-    depth_from: str | os.PathLike | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    seed: int | None = None,
-    progress: bool = False,
-) -> StylizeResult:
-    """One image (F = 1, no motion module) through the same guided sampler.
+    def prepare_latents(self, num_frames: int, size: tuple[int, int], seed: int) -> torch.Tensor:
+        """Starting noise (1, C, F, H/8, W/8) for `size` = (W, H), from `seed` (see `noise.py`)."""
+        c, v = self.components, self.config.video
+        factor = c.vae_scale_factor
+        shape = (1, c.unet2d.config.in_channels, num_frames, size[1] // factor, size[0] // factor)
+        return initial_noise(shape, seed, c.device, scheme=v.noise, window=v.window, overlap=v.overlap)
 
-    Size: `width` x `height` when given (rounded to multiples of 8); else the `--depth-from`
-    photo's aspect with short side `config.video.size`; else a square of that size.
-    """
-    config = config or load_config("image")
-    seed = config.sampling.seed if seed is None else seed
-    clock = Stopwatch()
-    style_image = load_style_image(style)
-    photo = load_photo(depth_from) if depth_from is not None else None
-    if width is not None or height is not None:
-        if not width or not height or not (8 <= width <= MAX_SIZE and 8 <= height <= MAX_SIZE):
-            raise InputError(f"give both --width and --height, each from 8 to {MAX_SIZE} pixels, got {width} x {height}.")
-        size = (max(8, round(width / 8) * 8), max(8, round(height / 8) * 8))
-    elif photo is not None:
-        size = model_size_for(photo.shape[1], photo.shape[0], config.video.size)
-    else:
-        size = (config.video.size // 8 * 8,) * 2
-    with clock.stage("load_models"):
-        runtime = runtime or Runtime.from_config(config, video=False)
-    components = runtime.components
-    check_fits(config, components, prompt)
-    control, depth = None, None
-    if photo is not None:
+    def windows(self, num_frames: int) -> ContextWindows:
+        """The motion windows of a clip of `num_frames` frames (one window: joint sampling)."""
+        v = self.config.video
+        return context_windows(num_frames, v.window if num_frames > 1 else 0, v.overlap)
+
+    def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+               seed: int, on_step: StepCallback | None = None, progress: bool = False) -> Sampled:
+        """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W)."""
+        c, s, g = self.components, self.config.sampling, self.config.guidance
+        self.check_models(prompt, latents.shape[2])
+        timesteps = ddim_timesteps(len(c.alphas_cumprod), s.steps)
+        windows = self.windows(latents.shape[2])
+        params = sag_params(self.config)
+        loss_fn = self.style_loss(style) if g.enabled and g.strength > 0 else None  # strength 0: nothing to scale
+        guided = {i: params.n_at(i, s.steps) for i in params.guided_indices(s.steps)} if loss_fn else {}
+        bar = SamplingProgress(expected_window_evaluations(s.steps, guided, g.repeats, len(windows)),
+                               s.steps, len(windows), enabled=progress)
+        text = c.encode_prompt([s.negative_prompt, prompt])
+        control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
+        eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
+                                 on_call=bar.on_call)
+        eps_fn, grad_fn = self._windowed(eps, windows), self._windowed(eps.conditional_only(), windows) if g.cond_only else None
+        records: list[dict[str, Any]] = []
+
+        def record(r) -> None:
+            records.append(dict(vars(r), **self._window_losses(loss_fn, windows)))
+
+        def step(i, t, x, x0_hat, loss):
+            bar.on_step(i, loss)
+            return None if on_step is None else on_step(i, t, x, x0_hat, loss)
+
+        generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
+        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing):
+            result = sample(eps_fn, latents, c.alphas_cumprod, timesteps, loss_fn=loss_fn, params=params,
+                            generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
+        return Sampled(result.x0, records, windows, result.stopped_at, bar.counts())
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Clean latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3) at model size."""
+        return decode_latents(self.components, latents, self.config.guidance.decode_chunk)
+
+    def __call__(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+                 depth: np.ndarray | None = None, size: tuple[int, int] | None = None, seed: int | None = None,
+                 cache_dir: Any = None, on_step: StepCallback | None = None, progress: bool = False,
+                 kind: str = "video") -> StylizeResult:
+        """All stages. frames: uint8 (F, H, W, 3) at model size, or None with `size` (an image
+        without depth). Returns frames at model size and the report."""
+        seed = self.config.sampling.seed if seed is None else seed
+        clock = Stopwatch()
+        inputs = self.check_inputs(frames, style, prompt, depth=depth, size=size)
+        with clock.stage("load_models"):
+            components = self.components
+        self.check_models(prompt, inputs.num_frames)  # before depth: a bad setting costs nothing
         with clock.stage("depth"):
-            from PIL import Image
+            if inputs.depth is None and inputs.frames is not None:
+                inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
+        latents = self.prepare_latents(inputs.num_frames, inputs.size, seed)
+        with clock.stage("sampling"):
+            sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
+                                  progress=progress)
+        with clock.stage("decode"):
+            out = self.decode(sampled.latents)
+        report = base_report(self.config, components, seed, kind)
+        report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
+                      evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
+                      seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
+        return StylizeResult(out, report, out, inputs.depth, _to_uint8(inputs.style))
 
-            resized = np.asarray(Image.fromarray(photo).resize(size, Image.Resampling.BICUBIC))[None]
-            depth = clip_depth(resized, runtime.depth_estimator())
-            control = depth_to_control_image(depth)
-    factor = components.vae_scale_factor
-    with clock.stage("sampling"):
-        latents, records = guided_sample(
-            components, config, prompt, style_image, control,
-            (1, components.unet2d.config.in_channels, 1, size[1] // factor, size[0] // factor), seed, progress,
-        )
-    with clock.stage("decode"):
-        image = _to_uint8(decode_latents(components, latents))
-    if (width, height) != (None, None) and image.shape[1:3] != (height, width):
-        image = restore_size(image, (width, height))
-    report = base_report(config, components, seed, "image")
-    report.update(input={"prompt": prompt, "style": str(Path(style).resolve()),
-                         "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]},
-                  guided_steps=records, seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
-    return StylizeResult(image[0], report, None, depth, _to_uint8(style_image[None])[0], image)
+    # ------------------------------------------------------------------ helpers
 
+    def style_loss(self, style: torch.Tensor) -> LatentStyleLoss:
+        """E(x0_hat): decode frames in chunks of `guidance.decode_chunk`, Gram loss on CLIP features."""
+        c, g = self.components, self.config.guidance
+        frame_loss = GramStyleLoss(c.clip_vision, style, layer=g.layer)
+        return LatentStyleLoss(lambda z: decode_frames(c, z).float(), frame_loss, chunk=g.decode_chunk)
 
+    def _windowed(self, eps: DepthControlledEps, windows: ContextWindows):
+        """The eps function of a clip: the joint prediction for one window, else blended windows."""
+        if len(windows) == 1:
+            return eps
+        return WindowedEps(eps.predict, windows, batch=self.config.video.window_batch)
+
+    @staticmethod
+    def _window_losses(loss_fn: LatentStyleLoss | None, windows: ContextWindows) -> dict[str, Any]:
+        """Per-window mean of the latest frame losses, for the report (several windows only)."""
+        if loss_fn is None or loss_fn.frame_losses is None or len(windows) == 1:
+            return {}
+        losses = loss_fn.frame_losses
+        return {"window_losses": [round(float(losses[a:b].mean()), 6) for a, b in windows.spans]}
+
+    def _describe(self, windows: ContextWindows) -> dict[str, Any]:
+        v = self.config.video
+        return {"count": len(windows), "size": windows.spans[0][1] - windows.spans[0][0], "overlap": v.overlap,
+                "batch": v.window_batch, "noise": v.noise, "spans": [list(span) for span in windows.spans]}
+
+    def check_models(self, prompt: str, num_frames: int) -> None:
+        """Settings that depend on the loaded models: the CLIP block, the motion limit, the prompt length.
+
+        `__call__` runs it before depth; `sample` runs it too (once per prompt and length)."""
+        if self._checked == (prompt, num_frames):
+            return
+        c, g = self.components, self.config.guidance
+        layers = c.clip_vision.config.num_hidden_layers
+        if g.enabled and not 1 <= g.layer <= layers:
+            raise ConfigError(f"config key 'guidance.layer' is {g.layer}, but the CLIP vision model has {layers} "
+                              f"blocks. To fix: use a value from 1 to {layers} (default 3).")
+        if c.unet_motion is not None and num_frames > 1:
+            limit = c.unet_motion.config.get("motion_max_seq_length", 32)
+            window = self.windows(num_frames)
+            if window.spans[0][1] - window.spans[0][0] > limit:
+                raise ConfigError(f"config key 'video.window' asks for more frames at once than the motion module "
+                                  f"holds ({limit}). To fix: use video.window={min(16, limit)}.")
+        tokens = len(c.tokenizer(prompt, verbose=False).input_ids)
+        if tokens > c.tokenizer.model_max_length and c.preset != "tiny":  # tiny: byte tokens
+            warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
+                          f"{c.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)
+        self._checked = (prompt, num_frames)

@@ -12,10 +12,10 @@ from typing import Any, Iterator
 
 import torch
 
-from . import __version__
 from .config import Config
 from .files import atomic_path
 from .models.components import Components
+from .version import package_version
 
 TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
 
@@ -56,7 +56,7 @@ def base_report(config: Config, components: Components, seed: int, kind: str) ->
         "device": str(components.device),
         "dtype": str(components.dtype).replace("torch.", ""),
         "seed": seed,
-        "versions": {"sagvideo": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+        "versions": {"sagvideo": package_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "python": platform.python_version()},
     }
     if components.preset == "tiny":

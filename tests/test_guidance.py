@@ -80,18 +80,45 @@ def test_continuous_adjoint_is_approximate_and_converges():
 
 
 @pytest.mark.parametrize("scheme,evals", [("euler", lambda n: n), ("heun", lambda n: 2 * n - 1)])
-def test_symplectic_costs_one_graph_per_evaluation(scheme, evals):
+def test_symplectic_keeps_the_last_graph_and_wastes_no_evaluation(scheme, evals):
     net, x, loss, ac = setup(torch.float64)
     for n in (1, 4, 8):
         cost = GradientCost()
         sag_gradient(net, x, 700, ac, loss, n=n, scheme=scheme, cost=cost)
-        assert cost.as_dict() == {"eps_evals": evals(n), "eps_evals_graph": evals(n), "vjps": evals(n)}
+        # forward: evals(n) predictions, the last one with its graph; backward: the others re-run
+        assert cost.as_dict() == {"eps_evals": evals(n) - 1, "eps_evals_graph": evals(n), "vjps": evals(n)}
     # the caller's prediction at (x_t, t) is reused, not recomputed
     cost = GradientCost()
     with torch.no_grad():
         first = net(x, 700)
-    sag_gradient(net, x, 700, ac, loss, n=4, first_eps=first, cost=cost)
-    assert cost.eps_evals == 3 and cost.eps_evals_graph == 4 and cost.vjps == 4
+    sag_gradient(net, x, 700, ac, loss, n=4, first=first, cost=cost)
+    assert cost.eps_evals == 2 and cost.eps_evals_graph == 4 and cost.vjps == 4
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8])
+def test_a_guided_pass_costs_2n_minus_1_evaluations_and_n_vjps(n):
+    net, x, loss, ac = setup(torch.float64)
+    calls = []
+
+    def counted(z, t):
+        calls.append(torch.is_grad_enabled())
+        return net(z, t)
+
+    _, (record,) = guided_step(counted, x, 700, float(ac[650]), ac, loss, SAGParams(n=n, repeats=1), n=n)[:2]
+    assert len(calls) == 2 * n - 1  # the network really ran 2n - 1 times
+    assert record.cost == {"eps_evals": n - 1, "eps_evals_graph": n, "vjps": n}
+    assert sum(calls) == n  # n of them built a graph, one per VJP
+    # n = 1: the one evaluation at x_t makes the DDIM step, sets rho and is differentiated
+
+
+def test_kept_graph_gives_the_same_step_as_recomputing():
+    net, x, loss, ac = setup(torch.float64)
+    for n in (1, 3):
+        params = SAGParams(n=n, repeats=1)
+        kept = guided_step(net, x, 600, float(ac[560]), ac, loss, params, n=n)
+        # cond_only-style call (a separate gradient network) shares nothing: every evaluation is fresh
+        fresh = guided_step(net, x, 600, float(ac[560]), ac, loss, params, n=n, grad_eps_fn=lambda z, t: net(z, t))
+        assert rel(kept.x_prev, fresh.x_prev) < 1e-12 and torch.allclose(kept.x0_hat, fresh.x0_hat)
 
 
 def test_clean_estimate_grid_ends_clean_and_counts_evaluations():
@@ -129,11 +156,11 @@ def test_time_travel_uses_callers_generator_and_a_stateless_step():
     global_state = torch.get_rng_state()
     gen = torch.Generator().manual_seed(7)
     state = gen.get_state()
-    first, recs = guided_step(net, x, 500, float(ac[460]), ac, loss, params, n=2, generator=gen)
+    first, recs, _ = guided_step(net, x, 500, float(ac[460]), ac, loss, params, n=2, generator=gen)
     assert torch.equal(torch.get_rng_state(), global_state)  # the global RNG is untouched
     assert not torch.equal(gen.get_state(), state)  # ... the caller's generator was used
     gen.set_state(state)
-    again, _ = guided_step(net, x, 500, float(ac[460]), ac, loss, params, n=2, generator=gen)
+    again = guided_step(net, x, 500, float(ac[460]), ac, loss, params, n=2, generator=gen).x_prev
     assert torch.equal(first, again)  # stateless: same input and generator state, same output
     assert [r.repeat for r in recs] == [0, 1, 2] and all(r.rho > 0 for r in recs)
 
@@ -150,7 +177,7 @@ def test_step_size_is_normalised_by_the_cfg_difference():
             return e, 0.25 * torch.ones_like(e)
 
     params = SAGParams(strength=2.0, n=1, repeats=1)
-    x_prev, (rec,) = guided_step(CFGEps(), x, 500, float(ac[450]), ac, loss, params, n=1)
+    x_prev, (rec,), _ = guided_step(CFGEps(), x, 500, float(ac[450]), ac, loss, params, n=1)
     g, _ = sag_gradient(CFGEps(), x, 500, ac, loss, n=1)
     rms_g = float(g.pow(2).mean().sqrt())
     assert math.isclose(rec.rho, 2.0 * 0.25 / rms_g, rel_tol=1e-9)

@@ -50,3 +50,26 @@ def test_chunked_value_and_grad_equals_autograd_of_the_whole(clip):
     value, grad = wrapped.value_and_grad(latents)
     assert torch.allclose(value, expected_value.detach(), rtol=1e-5)
     assert torch.allclose(grad, expected_grad, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("layer", [1, 3, 4])
+def test_the_truncated_encoder_gives_the_full_models_loss(clip, layer):
+    """Only the first `layer` blocks run; the loss equals the one on the full model's hidden states."""
+    style, frames = torch.rand(3, 40, 56), torch.rand(2, 3, 48, 48)
+    loss = GramStyleLoss(clip, style, layer=layer)
+
+    def full_features(images):
+        x = torch.nn.functional.interpolate(images, size=(32, 32), mode="bicubic", align_corners=False, antialias=True)
+        mean, std = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+        return clip(pixel_values=(x - mean) / std, output_hidden_states=True).hidden_states[layer][:, 1:]
+
+    expected = (gram(full_features(frames)) - gram(full_features(style[None]))[0]).flatten(1).norm(dim=1)
+    assert torch.allclose(loss.per_frame(frames), expected, rtol=1e-5)
+    blocks = []
+    hooks = [b.register_forward_hook(lambda *a: blocks.append(1)) for b in getattr(clip, "vision_model", clip).encoder.layers]
+    try:
+        loss(frames)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(blocks) == layer  # the later blocks never ran

@@ -10,8 +10,9 @@ from PIL import Image
 
 from sagvideo.config import load_config
 from sagvideo.guidance import SAGParams
-from sagvideo.outputs import outputs_complete, report_path, stylize_to_files
-from sagvideo.pipeline import Runtime, stylize_image, stylize_video
+from sagvideo.api import stylize_image, stylize_to_files, stylize_video
+from sagvideo.layout import OutputLayout
+from sagvideo.runtime import Runtime
 from sagvideo.video.io import probe_video
 
 TINY = {"video.frames": 4, "sampling.steps": 5, "guidance.n": 2, "guidance.repeats": 2}
@@ -32,7 +33,7 @@ def test_stylize_writes_clip_with_frames_fps_aspect_and_report(fixtures, runtime
     assert info.fps == Fraction(25)
     assert (info.width, info.height) == (1280, 720)  # original size restored, so the aspect too
     assert info.has_audio  # the fixture carries an AAC track; its span is kept
-    saved = json.loads(report_path(out).read_text())
+    saved = json.loads(OutputLayout.of(out).report.read_text())
     assert saved == json.loads(json.dumps(report)) and saved["status"] == "complete"
     guided = SAGParams(start=config.guidance.start, end=config.guidance.end).guided_indices(5)
     assert [(r["index"], r["repeat"]) for r in saved["guided_steps"]] == [(i, r) for i in guided for r in range(2)]
@@ -40,7 +41,7 @@ def test_stylize_writes_clip_with_frames_fps_aspect_and_report(fixtures, runtime
     assert saved["label"].startswith("tiny preset") and saved["models"]["preset"] == "tiny"
     assert set(saved["seconds"]) >= {"read", "depth", "sampling", "decode", "write"}
     assert saved["config"]["video"]["frames"] == 4 and saved["versions"]["torch"] == torch.__version__
-    assert (tmp_path / "bunny.contact.png").is_file() and outputs_complete(out)
+    assert (tmp_path / "bunny.contact.png").is_file() and OutputLayout.of(out).is_complete()
     assert list(tmp_path.glob(".*tmp*")) == []  # no temporary files left
 
 

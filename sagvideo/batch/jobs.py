@@ -31,7 +31,8 @@ from typing import Any, Mapping, Sequence
 from ..config import Config, load_config, merge
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
-from .plan import estimate_cost
+from ..layout import OutputLayout
+from .cost import estimate_cost
 
 # Read by ffmpeg/decord; the folder mode picks files with these suffixes.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -51,15 +52,11 @@ class BatchJob:
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys: defaults + job
     source: str = ""  # where it was written, e.g. "jobs.yaml line 4 (job 1)"
-    cost: float = 0.0  # relative estimate, see plan.estimate_cost
+    cost: float = 0.0  # relative estimate, see cost.estimate_cost
 
-    def output(self, outdir: str | os.PathLike) -> Path:
-        """The mp4 this job writes in `outdir` (its report and contact sheet sit beside it)."""
-        return Path(outdir).expanduser().absolute() / f"{self.id}.mp4"
-
-    def files(self) -> tuple[str, str, str]:
-        """Names of the files the pipeline writes for this job."""
-        return f"{self.id}.mp4", f"{self.id}.json", f"{self.id}.contact.png"
+    def layout(self, outdir: str | os.PathLike) -> OutputLayout:
+        """The files this job writes in `outdir`: `<id>.mp4`, its report, contact sheet, ..."""
+        return OutputLayout.for_job(outdir, self.id)
 
 
 class JobFileError(InputError):
@@ -144,8 +141,8 @@ class _Draft:
     prompt: str | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     config: Config | None = None
-    info: Any = None  # VideoInfo of the video
     model_size: tuple[int, int] | None = None  # (W, H) the video is sampled at
+    frame_count: int = 0  # frames the job selects
 
 
 def _where(label: str, entry: RawEntry) -> str:
@@ -163,8 +160,6 @@ def _path(value: Any, base: Path, what: str, where: str, problems: list[str]) ->
 def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], file_defaults: dict[str, Any],
            config: Config, checks: _FileChecks, problems: list[str]) -> _Draft | None:
     """Validate one entry; append every problem found (not just the first)."""
-    from ..video.io import frame_indices, model_size_for
-
     where = _where(label, entry)
     data = entry.data
     if not isinstance(data, Mapping):
@@ -172,6 +167,16 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
                         f"(optional: id, config), got {type(data).__name__} {data!r}.")
         return None
     draft = _Draft(where)
+    _check_fields(draft, data, base, [data, file_defaults, fallback], problems)
+    _resolve_config(draft, data, file_defaults, config, problems)
+    _check_files(draft, checks, base, problems)
+    return draft
+
+
+def _check_fields(draft: _Draft, data: Mapping[str, Any], base: Path, sources: list[Mapping[str, Any]],
+                  problems: list[str]) -> None:
+    """Job keys, video, style (job, then file defaults, then flags), prompt and id."""
+    where = draft.where
     for key in data:
         if key not in JOB_KEYS:
             hint = difflib.get_close_matches(str(key), JOB_KEYS, n=1)
@@ -179,12 +184,9 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
                             + f". Job keys: {', '.join(JOB_KEYS)}; config overrides go under 'config'.")
 
     def pick(key: str) -> Any:
-        for source in (data, file_defaults, fallback):
-            if source.get(key) is not None:
-                return source[key]
-        return None
+        return next((source[key] for source in sources if source.get(key) is not None), None)
 
-    if "video" not in data or data["video"] is None:
+    if data.get("video") is None:
         problems.append(f"{where}: missing 'video'. To fix: add 'video: path/to/clip.mp4'.")
     else:
         draft.video = _path(data["video"], base, "video", where, problems)
@@ -210,21 +212,45 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
                             f"characters. To fix: use e.g. '{sanitize_id(str(data['id']))}'.")
         draft.id = job_id
 
+
+def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mapping[str, Any], config: Config,
+                    problems: list[str]) -> None:
+    """The job's config: `defaults.config`, then the job's `config`, over the base config."""
     overrides: dict[str, Any] = {}
     for owner, value in (("defaults", file_defaults.get("config")), ("job", data.get("config"))):
         if value is None:
             continue
         if not isinstance(value, Mapping):
-            problems.append(f"{where}: 'config' ({owner}) must be a mapping of config keys such as "
+            problems.append(f"{draft.where}: 'config' ({owner}) must be a mapping of config keys such as "
                             f"{{'guidance.n': 2}}, got {type(value).__name__}.")
             continue
         overrides.update(flatten_config(value))
     draft.overrides = overrides
     try:
-        draft.config = merge(config, overrides, source=f"{where} config")
+        draft.config = merge(config, overrides, source=f"{draft.where} config")
     except SagVideoError as exc:
-        problems.append(f"{where}: {exc}")
+        problems.append(f"{draft.where}: {exc}")
 
+
+def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:
+    """The frames the job selects exist, and its window settings fit the frame count."""
+    from ..checks import check_frame_settings
+    from ..video.io import model_size_for, select_span
+
+    v = draft.config.video
+    draft.model_size = model_size_for(info.width, info.height, v.size)
+    try:
+        count = len(select_span(info, None if v.frames == "all" else v.frames, v.stride, v.start,
+                                start_time=v.start_time, duration=v.duration))
+        check_frame_settings(draft.config, count)
+        draft.frame_count = count
+    except InputError as exc:  # its fix names CLI flags; in a job file they are config keys
+        problems.append(f"{draft.where}: " + re.sub(r"--(frames|stride|start) (\d+)", r"video.\1: \2", str(exc)))
+
+
+def _check_files(draft: _Draft, checks: _FileChecks, base: Path, problems: list[str]) -> None:
+    """The video and style exist and decode (once per file), and the frame selection fits."""
+    where = draft.where
     if draft.video is not None:
         if not draft.video.is_file():
             problems.append(f"{where}: video file not found: {draft.video} (relative paths in a job file "
@@ -233,21 +259,13 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
             info = checks.video(draft.video)
             if isinstance(info, str):
                 problems.append(f"{where}: {info}")
-            else:
-                draft.info = info
-                if draft.config is not None:
-                    v = draft.config.video
-                    draft.model_size = model_size_for(info.width, info.height, v.size)
-                    try:
-                        frame_indices(info.frame_count, v.frames, v.stride, v.start, name=f"'{draft.video.name}'")
-                    except InputError as exc:  # its fix names CLI flags; in a job file they are config keys
-                        problems.append(f"{where}: " + re.sub(r"--(frames|stride|start) (\d+)", r"video.\1: \2", str(exc)))
+            elif draft.config is not None:
+                _check_video_span(draft, info, problems)
     if draft.style is not None:
         if not draft.style.is_file():
             problems.append(f"{where}: style image not found: {draft.style}. To fix: correct the path.")
         elif (message := checks.style(draft.style)) is not None:
             problems.append(f"{where}: {message}")
-    return draft
 
 
 def _assign_ids(drafts: list[_Draft], problems: list[str]) -> None:
@@ -270,7 +288,7 @@ def _assign_ids(drafts: list[_Draft], problems: list[str]) -> None:
                             f"needed). To fix: give each of these jobs its own 'id'.")
     owners: dict[str, set[str]] = defaultdict(set)
     for job_id in by_id:
-        for name in (f"{job_id}.mp4", f"{job_id}.json", f"{job_id}.contact.png"):
+        for name in OutputLayout.for_job(".", job_id).names():
             owners[name.casefold()].add(job_id)
     for name in RESERVED_NAMES:
         for job_id in sorted(owners.get(name.casefold(), ())):
@@ -306,7 +324,7 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
         seed = d.config.sampling.seed if "sampling.seed" in d.overrides else job_seed(d.id, config.sampling.seed)
         resolved = merge(d.config, {"sampling.seed": seed}, source=d.where)
         jobs.append(BatchJob(d.id, d.video, d.style, d.prompt, resolved, seed, d.overrides, d.where,
-                             estimate_cost(resolved, d.model_size, resolved.video.frames)))
+                             estimate_cost(resolved, d.model_size, d.frame_count)))
     return jobs
 
 

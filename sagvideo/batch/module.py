@@ -86,7 +86,7 @@ class StylizeJobsModule(pl.LightningModule):
         One set is kept: a job with other model settings replaces it. A load that failed is
         not retried for later jobs with the same settings (each would fail the same way).
         """
-        from ..pipeline import Runtime
+        from ..runtime import Runtime
 
         video = job.config.video.frames > 1  # one frame runs without the motion module
         key = repr((sorted(job.config.to_dict()["model"].items()), video))
@@ -104,18 +104,18 @@ class StylizeJobsModule(pl.LightningModule):
 
     def run_job(self, job: BatchJob) -> dict[str, Any]:
         """Run `job` through the pipeline; never raises for a job's own failure."""
-        from ..outputs import stylize_to_files
+        from ..api import stylize_to_files
 
         rank = self.global_rank
         log_execution(job.id, rank)
         outcome: dict[str, Any] = {"id": job.id, "rank": rank, "device": str(self.rank_device), "seed": job.seed,
-                                   "output": str(job.output(self.state.outdir)), "source": job.source}
+                                   "output": str(job.layout(self.state.outdir).main), "source": job.source}
         # The job is known unfinished, so files under its name are leftovers of an earlier attempt.
         config = merge(job.config, {"output.overwrite": True}, source=job.source)
         start = time.perf_counter()
         try:
             with torch.enable_grad():  # predict runs under no_grad; SAG needs gradients
-                stylize_to_files(job.video, job.style, job.prompt, job.output(self.state.outdir),
+                stylize_to_files(job.video, job.style, job.prompt, job.layout(self.state.outdir).main,
                                  config=config, runtime=self._runtime_for(job), seed=job.seed, progress=False)
             outcome["status"] = "done"
         except torch.OutOfMemoryError as exc:

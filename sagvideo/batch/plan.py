@@ -16,39 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TypeVar
 
-from ..config import Config
-
 if TYPE_CHECKING:
     from .jobs import BatchJob
 
 T = TypeVar("T")
-
-
-def guided_step_count(config: Config) -> int:
-    """How many of the sampling steps are guided: indices i with start <= i / steps < end."""
-    s, g = config.sampling.steps, config.guidance
-    if not g.enabled or g.strength == 0:
-        return 0
-    return sum(1 for i in range(s) if g.start <= i / s < g.end)
-
-
-def network_passes(config: Config) -> float:
-    """Estimated UNet(+ControlNet) evaluations of one job, in forward-pass units.
-
-    Unguided step: 1. Guided step, per repeat: 1 for the step itself, n without a graph for the
-    clean estimate, and n re-runs with a graph plus their VJP (about 2 forwards each): 1 + 3n.
-    With adaptive n the average n is (n + 1) / 2.
-    """
-    g = config.guidance
-    guided = guided_step_count(config)
-    n = (g.n + 1) / 2 if g.adaptive_n else g.n
-    return (config.sampling.steps - guided) + guided * g.repeats * (1 + 3 * n)
-
-
-def estimate_cost(config: Config, model_size: tuple[int, int], frames: int) -> float:
-    """Relative cost of a job: frames x pixels at model size x network passes."""
-    width, height = model_size
-    return float(frames * width * height * network_passes(config))
 
 
 def arrange(jobs: Sequence["BatchJob"], world_size: int) -> list["BatchJob"]:
@@ -86,9 +57,7 @@ def rank_of(position: int, world_size: int) -> int:
 
 def split_finished(jobs: Sequence["BatchJob"], outdir: Path) -> tuple[list["BatchJob"], list["BatchJob"]]:
     """(pending, finished): a job is finished when its mp4 and a report marked complete exist."""
-    from ..outputs import outputs_complete
-
     pending, finished = [], []
     for job in jobs:
-        (finished if outputs_complete(job.output(outdir)) else pending).append(job)
+        (finished if job.layout(outdir).is_complete() else pending).append(job)
     return pending, finished

@@ -121,54 +121,73 @@ def run_batch(
         raise InputError(f"-o {state.outdir} is a file. To fix: pass a folder for the outputs.")
     pending, finished = split_finished(job_list, state.outdir)
     if not pending:
-        if env_global_rank() == 0:
-            if state.root.is_dir():
-                with RunLock(state):
-                    clean_stale_temps(state)
-            echo(f"nothing to do: all {len(job_list)} jobs are complete in {state.outdir}")
-        return BatchSummary({"counts": {"done": 0, "skipped": len(finished), "failed": 0, "missing": 0}},
-                            nothing_to_do=True, rank=env_global_rank())
-
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-    from torch.utils.data import DataLoader
-
-    from .module import JobDataset, StylizeJobsModule, collate_one
-    from .writer import JobStatusWriter
-
+        return _nothing_to_do(state, len(job_list), len(finished), echo)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # jobs are not data loading
-    writer = JobStatusWriter(str(state.outdir), [], uuid.uuid4().hex[:12])  # rank 0's id wins at setup
-    try:
-        trainer = make_trainer(accelerator or accelerator_for(config), parse_devices(devices), num_nodes, [writer])
-    except (MisconfigurationException, ValueError) as exc:
-        raise InputError(f"Lightning cannot use --accelerator {accelerator or accelerator_for(config)} "
-                         f"--devices {devices} --num-nodes {num_nodes} here: {exc} To fix: pick devices "
-                         f"this machine has (e.g. --accelerator cpu --devices 1).") from exc
-    world, rank0 = trainer.world_size, trainer.global_rank == 0
+    writer = _status_writer(state)
+    trainer = _trainer_or_input_error(accelerator or accelerator_for(config), devices, num_nodes, writer)
+    world = trainer.world_size
     items = pad(arrange(pending, world), world)
     writer.plan_ids = [job.id if job else None for job in items]
     lock = RunLock(state)
-    if rank0:
+    if trainer.global_rank == 0:
         state.create()
         lock.acquire()
     try:
-        if rank0:
-            clean_stale_temps(state)
-            state.write_json(state.plan_path, {"world_size": world, "jobs": [
-                {"position": i, "rank": rank_of(i, world), "id": job.id if job else None,
-                 "cost": job.cost if job else 0.0} for i, job in enumerate(items)]})
-            echo(f"{len(pending)} jobs to run on {world} rank(s), {len(finished)} already complete "
-                 f"in {state.outdir}")
-        loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
-        start = time.perf_counter()
-        trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
-        summary = build_summary([job for job in items if job is not None], finished, state, writer.run_id,
-                                world, time.perf_counter() - start)
-        summary.rank = trainer.global_rank
-        if summary.rank == 0:
-            state.write_json(state.summary_path, summary.data)
-            echo(format_summary(summary))
+        return _predict(trainer, state, items, finished, writer, echo)
     finally:
         lock.release()
+
+
+def _nothing_to_do(state: BatchState, total: int, finished: int, echo: Callable[[str], None]) -> BatchSummary:
+    """Every job is complete: clean what a killed run left (rank 0) and say so."""
+    if env_global_rank() == 0:
+        if state.root.is_dir():
+            with RunLock(state):
+                clean_stale_temps(state)
+        echo(f"nothing to do: all {total} jobs are complete in {state.outdir}")
+    return BatchSummary({"counts": {"done": 0, "skipped": finished, "failed": 0, "missing": 0}},
+                        nothing_to_do=True, rank=env_global_rank())
+
+
+def _status_writer(state: BatchState):
+    from .writer import JobStatusWriter
+
+    return JobStatusWriter(str(state.outdir), [], uuid.uuid4().hex[:12])  # rank 0's id wins at setup
+
+
+def _trainer_or_input_error(accelerator: str, devices: int | str, num_nodes: int, writer: Any):
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return make_trainer(accelerator, parse_devices(devices), num_nodes, [writer])
+    except (MisconfigurationException, ValueError) as exc:
+        raise InputError(f"Lightning cannot use --accelerator {accelerator} --devices {devices} --num-nodes "
+                         f"{num_nodes} here: {exc} To fix: pick devices this machine has (e.g. --accelerator cpu "
+                         f"--devices 1).") from exc
+
+
+def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJob], writer: Any,
+             echo: Callable[[str], None]) -> BatchSummary:
+    """Run the planned items (rank 0 holding the lock), then summarise from the status records."""
+    from torch.utils.data import DataLoader
+
+    from .module import JobDataset, StylizeJobsModule, collate_one
+
+    world, planned = trainer.world_size, [job for job in items if job is not None]
+    if trainer.global_rank == 0:
+        clean_stale_temps(state)
+        state.write_json(state.plan_path, {"world_size": world, "jobs": [
+            {"position": i, "rank": rank_of(i, world), "id": job.id if job else None,
+             "cost": job.cost if job else 0.0} for i, job in enumerate(items)]})
+        echo(f"{len(planned)} jobs to run on {world} rank(s), {len(finished)} already complete in {state.outdir}")
+    loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
+    start = time.perf_counter()
+    trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
+    summary = build_summary(planned, finished, state, writer.run_id, world, time.perf_counter() - start)
+    summary.rank = trainer.global_rank
+    if summary.rank == 0:
+        state.write_json(state.summary_path, summary.data)
+        echo(format_summary(summary))
     return summary
 
 

@@ -24,9 +24,9 @@ from typing import Any
 
 from ..errors import InputError
 from ..files import atomic_path
+from ..layout import DEPTH_CACHE_DIR
 
 STATE_DIR = ".sagvideo"
-DEPTH_CACHE_DIR = ".sagvideo-depth"  # the pipeline's depth cache beside the outputs
 
 
 class BatchState:
@@ -37,10 +37,6 @@ class BatchState:
         self.root = self.outdir / STATE_DIR
         self.status_dir = self.root / "status"
         self.failed_dir = self.root / "failed"
-
-    def output(self, job_id: str) -> Path:
-        """The mp4 a job writes."""
-        return self.outdir / f"{job_id}.mp4"
 
     def status_path(self, job_id: str) -> Path:
         return self.status_dir / f"{job_id}.json"

@@ -10,22 +10,31 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..defaults import GRADIENT_METHODS, SCHEMES
 from .ddim import EstimateGrid, estimate_grid
 from .euler import euler_backward, euler_forward
-from .evals import CheckedEps, EpsFn, GradientCost, require_finite
+from .evals import CheckedEps, FiniteGuard, GradientCost
 from .heun import heun_backward, heun_forward
+from .protocols import EpsFn, Evaluation, LossFn, LossWithGradient
 
-METHODS = ("symplectic", "direct", "adjoint")
-SCHEMES = ("euler", "heun")
-LossFn = Callable[[Tensor], Tensor]
-
+METHODS = GRADIENT_METHODS
 _FORWARD = {"euler": euler_forward, "heun": heun_forward}
 _BACKWARD = {"euler": euler_backward, "heun": heun_backward}
+
+
+@dataclass
+class GradientResult:
+    """One guidance gradient: `grad` = dE/dx_t (shape of x_t), the loss (0-d), the clean estimate."""
+
+    grad: Tensor
+    loss: Tensor
+    x0: Tensor
 
 
 def _check_inputs(x_t: Any, t: Any, alphas_cumprod: Any, loss_fn: Any, n: Any, method: str, scheme: str) -> int:
@@ -59,62 +68,68 @@ def _check_inputs(x_t: Any, t: Any, alphas_cumprod: Any, loss_fn: Any, n: Any, m
     return t
 
 
-def _scalar_loss(loss: Any) -> Tensor:
+def _scalar_loss(loss: Any, guard: FiniteGuard) -> Tensor:
     if not isinstance(loss, Tensor) or loss.numel() != 1 or loss.dim() > 1:
         got = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
         raise ValueError(
             f"loss_fn must return a scalar tensor, got {got}. Reduce it, e.g. with .mean() or .sum()."
         )
-    require_finite(loss.detach(), "the guidance loss")
+    guard.watch(loss, "the guidance loss")
     return loss.reshape(())
 
 
-def loss_and_lambda(loss_fn: LossFn, x0: Tensor) -> tuple[Tensor, Tensor]:
+def loss_and_lambda(loss_fn: LossFn, x0: Tensor, guard: FiniteGuard | None = None) -> tuple[Tensor, Tensor]:
     """`(E(x0), dE/dx0)` for a clean estimate x0 (any shape).
 
-    A loss with a `value_and_grad(x0)` method (e.g. one that decodes frames in chunks) computes
-    both itself; a plain callable is differentiated with autograd.
+    A `LossWithGradient` (e.g. one that decodes frames in chunks) computes both itself; a plain
+    callable is differentiated with autograd. Non-finite values are flagged on `guard` (checked
+    at once here when no guard is given).
     """
+    own_guard = guard is None
+    guard = FiniteGuard() if guard is None else guard
     x0 = x0.detach()
-    if hasattr(loss_fn, "value_and_grad"):
+    if isinstance(loss_fn, LossWithGradient):
         loss, lam = loss_fn.value_and_grad(x0)
-        loss = _scalar_loss(loss)
+        loss = _scalar_loss(loss, guard)
     else:
         leaf = x0.requires_grad_(True)
         with torch.enable_grad():
-            loss = _scalar_loss(loss_fn(leaf))
+            loss = _scalar_loss(loss_fn(leaf), guard)
             if not loss.requires_grad:
                 raise ValueError("loss_fn's result does not depend on x0_hat (no gradient); check the loss.")
             (lam,) = torch.autograd.grad(loss, leaf)
     if lam.shape != x0.shape:
         raise ValueError(f"the loss gradient has shape {tuple(lam.shape)}, expected {tuple(x0.shape)}.")
-    require_finite(lam, "the loss gradient dE/dx0_hat")
+    guard.watch(lam, "the loss gradient dE/dx0_hat")
+    if own_guard:
+        guard.check()
     return loss.detach(), lam.to(x0.dtype)
 
 
-def _symplectic(eps: CheckedEps, x_t, grid, loss_fn, scheme, first_eps, cost):
+def _symplectic(eps: CheckedEps, x_t, grid, loss_fn, scheme, first) -> GradientResult:
     with torch.no_grad():
-        x0, saved = _FORWARD[scheme](eps, x_t.detach(), grid, first_eps)
-    loss, lam = loss_and_lambda(loss_fn, x0)
-    return _BACKWARD[scheme](eps, saved, grid, lam, cost), loss
+        x0, saved, kept = _FORWARD[scheme](eps, x_t.detach(), grid, first, keep_last_graph=True)
+    loss, lam = loss_and_lambda(loss_fn, x0, eps.guard)
+    return GradientResult(_BACKWARD[scheme](eps, saved, grid, lam, kept), loss, x0)
 
 
-def _direct(eps: CheckedEps, x_t, grid, loss_fn, scheme, cost):
-    leaf = x_t.detach().requires_grad_(True)
+def _direct(eps: CheckedEps, x_t, grid, loss_fn, scheme, first) -> GradientResult:
+    shared = first is not None and first.has_graph
+    leaf = first.x if shared else x_t.detach().requires_grad_(True)
     with torch.enable_grad():
-        x0, _ = _FORWARD[scheme](eps, leaf, grid)
-        loss, lam = loss_and_lambda(loss_fn, x0)
+        x0, _, _ = _FORWARD[scheme](eps, leaf, grid, first if shared else None)
+        loss, lam = loss_and_lambda(loss_fn, x0, eps.guard)
         (grad,) = torch.autograd.grad(x0, leaf, lam)
-    cost.vjps += 1
-    require_finite(grad, "the gradient back-propagated through the estimate")
-    return grad, loss
+    eps.cost.vjps += 1
+    eps.guard.watch(grad, "the gradient back-propagated through the estimate")
+    return GradientResult(grad, loss, x0.detach())
 
 
 def _sigma(a: float) -> float:
     return math.sqrt((1.0 - a) / a)
 
 
-def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, scheme, cost):
+def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, scheme, first) -> GradientResult:
     """Euler integration of `da/dsigma = -a^T d eps/dy` and of y backward from the clean end.
 
     In `y = x / sqrt(alpha)`: state and adjoint go from sigma = 0 back to sigma_0 together, the
@@ -123,8 +138,8 @@ def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, schem
     O(h), so it shrinks as n grows.
     """
     with torch.no_grad():
-        x0, _ = _FORWARD[scheme](eps, x_t.detach(), grid)
-    loss, lam = loss_and_lambda(loss_fn, x0)
+        x0, _, _ = _FORWARD[scheme](eps, x_t.detach(), grid, first)
+    loss, lam = loss_and_lambda(loss_fn, x0, eps.guard)
     y, adj = x0, lam  # alpha = 1 at the clean end, so y = x and dE/dy = dE/dx there
     for k in reversed(range(grid.n)):
         c_end = math.sqrt(grid.alphas[k + 1])
@@ -132,15 +147,29 @@ def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, schem
         t_end = 0 if t_end is None else t_end
         h = _sigma(grid.alphas[k + 1]) - _sigma(grid.alphas[k])  # negative: sigma falls forward
         where = f"continuous-adjoint step {k}"
-        leaf = y.detach().requires_grad_(True)
-        with torch.enable_grad():
-            f = eps(c_end * leaf, t_end, where)
-            (adj_jac,) = torch.autograd.grad(f, leaf, adj)
-        cost.vjps += 1
-        y = (leaf - h * f).detach()
+        # eps(c * y) as a function of y: its VJP is c times the VJP at x = c * y
+        f, kept = eps.predict(c_end * y, t_end, where, keep_graph=True)
+        adj_jac = c_end * eps.vjp(c_end * y, t_end, adj, where, kept)
+        y = (y - h * f).detach()
         adj = adj + h * adj_jac
-        require_finite(adj, f"the adjoint after {where}")
-    return adj / math.sqrt(grid.alphas[0]), loss
+    return GradientResult(adj / math.sqrt(grid.alphas[0]), loss, x0)
+
+
+def gradient(
+    eps: CheckedEps, x_t: Tensor, t: int, alphas_cumprod: Tensor, loss_fn: LossFn, *,
+    n: int, method: str, scheme: str, first: Evaluation | None = None,
+) -> GradientResult:
+    """`sag_gradient` for callers that hold a `CheckedEps` (and so its costs and finiteness flags).
+
+    Nothing is checked for finiteness here: the caller runs `eps.guard.check()` once per pass.
+    """
+    grid = estimate_grid(t, n, alphas_cumprod)
+    if first is not None and first.eps.shape != x_t.shape:
+        raise ValueError(f"the first prediction has shape {tuple(first.eps.shape)}, expected x_t's {tuple(x_t.shape)}.")
+    run = {"symplectic": _symplectic, "direct": _direct, "adjoint": _continuous_adjoint}[method]
+    result = run(eps, x_t, grid, loss_fn, scheme, first)
+    result.grad = result.grad.to(x_t.dtype)
+    return result
 
 
 def sag_gradient(
@@ -153,40 +182,39 @@ def sag_gradient(
     n: int = 4,
     method: str = "symplectic",
     scheme: str = "euler",
-    first_eps: Tensor | None = None,
+    first: Evaluation | Tensor | None = None,
     cost: GradientCost | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gradient of `loss_fn(x0_hat)` w.r.t. `x_t`, x0_hat the n-step clean estimate from `(x_t, t)`.
 
     Args:
-        eps_fn: `eps_fn(x, t) -> eps`, same shape as x (any shape, e.g. (B, C, F, H, W)).
+        eps_fn: `eps_fn(x, t) -> eps`, same shape as x (any shape, e.g. (B, C, F, H, W)); an
+            `EpsWithVJP` differentiates itself (e.g. window by window).
         x_t: the noisy sample at timestep `t`.
         t: integer timestep, 0 <= t < len(alphas_cumprod).
         alphas_cumprod: 1-D tensor of the scheduler's alpha-bar.
-        loss_fn: `loss_fn(x0_hat) -> scalar tensor`, or an object with `value_and_grad(x0)`.
+        loss_fn: `loss_fn(x0_hat) -> scalar tensor`, or a `LossWithGradient`.
         n: noise-prediction evaluations (Euler; n = 1 is the one-step estimate) or Heun steps.
         method: "symplectic" (exact, memory flat in n), "direct" (autograd), "adjoint" (approximate).
         scheme: "euler" (DDIM) or "heun" (second order).
-        first_eps: the prediction at (x_t, t) if the caller already has it (saves one evaluation;
-            used by the graph-free forwards only).
+        first: the prediction at (x_t, t) if the caller already has it: a tensor, or an
+            `Evaluation` whose graph (if any) the first VJP reuses. Saves one evaluation.
         cost: a `GradientCost` to add the evaluation and VJP counts to.
+
+    Cost (symplectic, Euler): 2n - 1 evaluations and n VJPs; the last evaluation of the forward
+    keeps its graph for the first VJP, so one graph is alive at a time. An `EpsWithVJP` keeps
+    no graph between calls: 2n evaluations.
 
     Returns:
         `(grad, loss)`: grad shaped like x_t, loss a detached 0-d tensor.
     """
     t = _check_inputs(x_t, t, alphas_cumprod, loss_fn, n, method, scheme)
-    cost = cost if cost is not None else GradientCost()
-    eps = CheckedEps(eps_fn, cost)
-    grid = estimate_grid(t, n, alphas_cumprod)
-    if first_eps is not None and first_eps.shape != x_t.shape:
-        raise ValueError(f"first_eps has shape {tuple(first_eps.shape)}, expected x_t's {tuple(x_t.shape)}.")
-    if method == "symplectic":
-        grad, loss = _symplectic(eps, x_t, grid, loss_fn, scheme, first_eps, cost)
-    elif method == "direct":
-        grad, loss = _direct(eps, x_t, grid, loss_fn, scheme, cost)
-    else:
-        grad, loss = _continuous_adjoint(eps, x_t, grid, loss_fn, scheme, cost)
-    return grad.to(x_t.dtype), loss
+    eps = CheckedEps(eps_fn, cost if cost is not None else GradientCost())
+    if isinstance(first, Tensor):
+        first = Evaluation(x_t, first.detach())
+    result = gradient(eps, x_t, t, alphas_cumprod, loss_fn, n=n, method=method, scheme=scheme, first=first)
+    eps.guard.check()
+    return result.grad, result.loss
 
 
 def clean_estimate(
@@ -194,5 +222,7 @@ def clean_estimate(
 ) -> Tensor:
     """The n-step clean estimate x0_hat from `(x_t, t)` (shape of x_t); differentiable under grad."""
     t = _check_inputs(x_t, t, alphas_cumprod, lambda x: x, n, "direct", scheme)
-    x0, _ = _FORWARD[scheme](CheckedEps(eps_fn, GradientCost()), x_t, estimate_grid(t, n, alphas_cumprod))
+    eps = CheckedEps(eps_fn, GradientCost())
+    x0, _, _ = _FORWARD[scheme](eps, x_t, estimate_grid(t, n, alphas_cumprod))
+    eps.guard.check()
     return x0

@@ -4,38 +4,45 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .ddim import EstimateGrid, ddim_step
-from .evals import CheckedEps, GradientCost, vjp
+from .ddim import EstimateGrid, ddim_coefficients, ddim_step
+from .evals import CheckedEps
+from .protocols import Evaluation
 
 
 def euler_forward(
-    eps: CheckedEps, x: Tensor, grid: EstimateGrid, first_eps: Tensor | None = None
-) -> tuple[Tensor, list[Tensor]]:
+    eps: CheckedEps, x: Tensor, grid: EstimateGrid, first: Evaluation | None = None, keep_last_graph: bool = False
+) -> tuple[Tensor, list[Tensor], Evaluation | None]:
     """Run the n DDIM steps from `x = x_{s_0}` to the clean end.
 
-    Returns `(x0_hat, checkpoints)` where `checkpoints[k] = x_{s_k}` (k = 0..n-1), all shaped
-    like x. Under `torch.no_grad` nothing but these states is kept. `first_eps`, when given, is
-    the prediction at `x_{s_0}` already computed by the caller and is not evaluated again.
+    Returns `(x0_hat, checkpoints, kept)` where `checkpoints[k] = x_{s_k}` (k = 0..n-1), all
+    shaped like x. Under `torch.no_grad` nothing but these states is kept, except with
+    `keep_last_graph`: the last evaluation then keeps its graph (`kept`) for the first VJP of
+    the backward, which saves re-running it. `first`, when given, is the prediction at
+    `x_{s_0}` already made by the caller (with or without its graph) and is not repeated.
     """
-    checkpoints = []
+    checkpoints, kept = [], None
     for k in range(grid.n):
         checkpoints.append(x)
-        e = first_eps if (k == 0 and first_eps is not None) else eps(x, grid.timesteps[k], f"estimate step {k}")
+        last = keep_last_graph and k == grid.n - 1
+        e, held = eps.predict(x, grid.timesteps[k], f"estimate step {k}", keep_graph=last,
+                              first=first if k == 0 else None)
+        kept = held if last else kept
         x = ddim_step(x, e, grid.alphas[k], grid.alphas[k + 1])
-    return x, checkpoints
+    return x, checkpoints, kept
 
 
 def euler_backward(
-    eps: CheckedEps, checkpoints: list[Tensor], grid: EstimateGrid, lam: Tensor, cost: GradientCost
+    eps: CheckedEps, checkpoints: list[Tensor], grid: EstimateGrid, lam: Tensor, kept: Evaluation | None = None
 ) -> Tensor:
-    """Symplectic-Euler adjoint: `lambda_k = (d step_k / d x)^T lambda_{k+1}`, k = n-1..0.
+    """Symplectic-Euler adjoint: `lambda_k = A_k lambda_{k+1} + J_k^T (B_k lambda_{k+1})`, k = n-1..0.
 
-    Each step is re-run from its checkpoint with a graph and differentiated once, so one network
-    graph is alive at a time, and the result equals backprop through the discrete steps up to
-    round-off. `lam` is dE/dx0_hat; returns dE/dx_{s_0} (shapes of x).
+    With `step_k(x) = A_k x + B_k eps(x, s_k)` (`ddim_coefficients`). Each step is re-run from its
+    checkpoint with a graph and differentiated once (the last one from `kept` when the forward
+    kept it), so one network graph is alive at a time, and the result equals backprop through
+    the discrete steps up to round-off. `lam` is dE/dx0_hat; returns dE/dx_{s_0} (shapes of x).
     """
     for k in reversed(range(grid.n)):
-        t, a, a_next = grid.timesteps[k], grid.alphas[k], grid.alphas[k + 1]
-        where = f"estimate step {k}"
-        lam = vjp(lambda x: ddim_step(x, eps(x, t, where), a, a_next), checkpoints[k], lam, cost, where)
+        coef_x, coef_eps = ddim_coefficients(grid.alphas[k], grid.alphas[k + 1])
+        reuse = kept if k == grid.n - 1 else None
+        lam = coef_x * lam + eps.vjp(checkpoints[k], grid.timesteps[k], coef_eps * lam, f"estimate step {k}", reuse)
     return lam

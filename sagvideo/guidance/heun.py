@@ -16,38 +16,43 @@ from __future__ import annotations
 from torch import Tensor
 
 from .ddim import EstimateGrid, ddim_coefficients, ddim_step
-from .evals import CheckedEps, GradientCost, vjp
+from .evals import CheckedEps
+from .protocols import Evaluation
+
+Stage = tuple[Tensor, "Tensor | None"]
 
 
 def heun_forward(
-    eps: CheckedEps, x: Tensor, grid: EstimateGrid, first_eps: Tensor | None = None
-) -> tuple[Tensor, list[tuple[Tensor, Tensor | None]]]:
-    """Heun steps from `x_{s_0}` to the clean end; returns `(x0_hat, stages)`.
+    eps: CheckedEps, x: Tensor, grid: EstimateGrid, first: Evaluation | None = None, keep_last_graph: bool = False
+) -> tuple[Tensor, list[Stage], Evaluation | None]:
+    """Heun steps from `x_{s_0}` to the clean end; returns `(x0_hat, stages, kept)`.
 
     `stages[k] = (x_{s_k}, x_pred)` with the Euler predictor state of step k (None on the last
-    step, which is plain Euler). Tensors are shaped like x.
+    step, which is plain Euler). Tensors are shaped like x. `first` and `keep_last_graph` work
+    as in `euler_forward` (the kept graph is the last, Euler, step's evaluation).
     """
-    stages: list[tuple[Tensor, Tensor | None]] = []
+    stages: list[Stage] = []
+    kept = None
     for k in range(grid.n):
         a, a_next = grid.alphas[k], grid.alphas[k + 1]
-        d1 = first_eps if (k == 0 and first_eps is not None) else eps(x, grid.timesteps[k], f"Heun step {k} stage 1")
-        if k == grid.n - 1:
+        last = k == grid.n - 1
+        where = f"Heun step {k} (Euler)" if last else f"Heun step {k} stage 1"
+        d1, held = eps.predict(x, grid.timesteps[k], where, keep_graph=keep_last_graph and last,
+                               first=first if k == 0 else None)
+        if last:
             stages.append((x, None))
+            kept = held
             x = ddim_step(x, d1, a, a_next)
             continue
         x_pred = ddim_step(x, d1, a, a_next)
         d2 = eps(x_pred, grid.timesteps[k + 1], f"Heun step {k} stage 2")
         stages.append((x, x_pred))
         x = ddim_step(x, 0.5 * (d1 + d2), a, a_next)
-    return x, stages
+    return x, stages, kept
 
 
 def heun_backward(
-    eps: CheckedEps,
-    stages: list[tuple[Tensor, Tensor | None]],
-    grid: EstimateGrid,
-    lam: Tensor,
-    cost: GradientCost,
+    eps: CheckedEps, stages: list[Stage], grid: EstimateGrid, lam: Tensor, kept: Evaluation | None = None
 ) -> Tensor:
     """Symplectic RK adjoint of `heun_forward`: dE/dx_{s_0} from `lam` = dE/dx0_hat."""
     for k in reversed(range(grid.n)):
@@ -55,14 +60,8 @@ def heun_backward(
         coef_x, coef_eps = ddim_coefficients(grid.alphas[k], grid.alphas[k + 1])
         t = grid.timesteps[k]
         if x_pred is None:
-            where = f"Heun step {k} (Euler)"
-            lam = vjp(lambda z: ddim_step(z, eps(z, t, where), grid.alphas[k], grid.alphas[k + 1]), x, lam, cost, where)
+            lam = coef_x * lam + eps.vjp(x, t, coef_eps * lam, f"Heun step {k} (Euler)", kept)
             continue
-        t_next = grid.timesteps[k + 1]
-        w2 = f"Heun step {k} stage 2"
-        mu = vjp(lambda z: eps(z, t_next, w2), x_pred, 0.5 * coef_eps * lam, cost, w2)
-        w1 = f"Heun step {k} stage 1"
-        lam = coef_x * (lam + mu) + vjp(
-            lambda z: eps(z, t, w1), x, coef_eps * (0.5 * lam + mu), cost, w1
-        )
+        mu = eps.vjp(x_pred, grid.timesteps[k + 1], 0.5 * coef_eps * lam, f"Heun step {k} stage 2")
+        lam = coef_x * (lam + mu) + eps.vjp(x, t, coef_eps * (0.5 * lam + mu), f"Heun step {k} stage 1")
     return lam

@@ -4,12 +4,14 @@
 resize to the model's input size (bicubic, antialiased), normalise with the CLIP mean/std
 (not the [-1, 1] normalisation the authors' code applies to [0, 1] images), take the tokens of
 `hidden_states[layer]` without CLS, `G = F^T F`, and average `||G_f - G_ref||_F` over frames.
-Always fp32. `LatentStyleLoss` puts a decoder in front and computes value and gradient chunk
+Always fp32. Only the blocks up to `layer` run (3 of CLIP ViT-B/32's 12 by default): the
+later ones cannot change the features the loss reads. `LatentStyleLoss` puts a decoder in front and computes value and gradient chunk
 by chunk, so only one chunk's decoder + CLIP graph is alive at a time.
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 import torch
@@ -27,6 +29,19 @@ def gram(features: Tensor) -> Tensor:
     return features.transpose(1, 2) @ features
 
 
+def _run_block(block: torch.nn.Module, hidden: Tensor) -> Tensor:
+    """One CLIP encoder block without attention masks, across transformers versions.
+
+    Older versions take `(hidden, attention_mask, causal_attention_mask)` and return a tuple;
+    newer ones take `(hidden, attention_mask)` and return the tensor.
+    """
+    if "causal_attention_mask" in inspect.signature(block.forward).parameters:
+        out = block(hidden, None, None)
+    else:
+        out = block(hidden, None)
+    return out[0] if isinstance(out, tuple) else out
+
+
 class GramStyleLoss:
     """E(frames) = mean_f ||G(frame_f) - G(style)||_F; frames (F, 3, H, W) in [0, 1] -> scalar."""
 
@@ -39,6 +54,9 @@ class GramStyleLoss:
         self.layer = layer
         self.size = int(clip_vision.config.image_size)
         self.device = next(clip_vision.parameters()).device
+        # built once: the normalisation constants of every call
+        self.mean = torch.tensor(CLIP_MEAN, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(CLIP_STD, device=self.device).view(1, 3, 1, 1)
         style = style_image if style_image.dim() == 4 else style_image.unsqueeze(0)
         if style.shape[:2] != (1, 3):
             raise ValueError(f"style_image must be (3, H, W) RGB in [0, 1], got {tuple(style_image.shape)}.")
@@ -46,14 +64,19 @@ class GramStyleLoss:
             self.ref_gram = gram(self.features(style))[0]  # computed once per style image
 
     def features(self, frames: Tensor) -> Tensor:
-        """CLIP tokens after block `layer`, CLS dropped: (F, 3, H, W) in [0, 1] -> (F, N, D) fp32."""
+        """CLIP tokens after block `layer`, CLS dropped: (F, 3, H, W) in [0, 1] -> (F, N, D) fp32.
+
+        Equal to `model(..., output_hidden_states=True).hidden_states[layer][:, 1:]`, computed
+        with the first `layer` blocks only.
+        """
         x = frames.to(self.device, torch.float32)
         x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False, antialias=True)
-        mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
+        vision = getattr(self.model, "vision_model", self.model)  # transformers < 5 nests the tower
         with torch.autocast(x.device.type, enabled=False):
-            out = self.model(pixel_values=(x - mean) / std, output_hidden_states=True)
-        return out.hidden_states[self.layer][:, 1:].float()
+            hidden = vision.pre_layrnorm(vision.embeddings((x - self.mean) / self.std))
+            for block in vision.encoder.layers[: self.layer]:
+                hidden = _run_block(block, hidden)
+        return hidden[:, 1:].float()
 
     def per_frame(self, frames: Tensor) -> Tensor:
         """||G_f - G_ref||_F for each frame: (F, 3, H, W) -> (F,)."""
@@ -70,12 +93,14 @@ class LatentStyleLoss:
     decode: latents (N, C, h, w) -> images (N, 3, H, W) in about [-1, 1].
     frame_loss: has `per_frame(images (N, 3, H, W) in [0, 1]) -> (N,)`.
     Latents are (B, C, F, h, w) (video) or (B, C, h, w) (image); the loss averages all B*F frames.
+    `frame_losses` holds the per-frame losses (B*F,) of the latest `value_and_grad` call, for reports.
     """
 
     def __init__(self, decode: Callable[[Tensor], Tensor], frame_loss: Any, chunk: int = 1):
         self.decode = decode
         self.frame_loss = frame_loss
         self.chunk = max(1, int(chunk))
+        self.frame_losses: Tensor | None = None
 
     def _chunk_losses(self, frames: Tensor) -> Tensor:
         images = (self.decode(frames) + 1.0) / 2.0  # no clamp: a clamp zeroes saturated pixels' gradient
@@ -90,12 +115,13 @@ class LatentStyleLoss:
         """(loss, dE/dlatents) with one chunk's graph alive at a time."""
         frames = to_frames(latents.detach())
         total = len(frames)
-        grads, value = [], torch.zeros((), dtype=torch.float32, device=latents.device)
+        grads, losses = [], []
         for i in range(0, total, self.chunk):
             leaf = frames[i : i + self.chunk].detach().requires_grad_(True)
             with torch.enable_grad():
-                part = self._chunk_losses(leaf).sum() / total
-                (g,) = torch.autograd.grad(part, leaf)
+                chunk_losses = self._chunk_losses(leaf)
+                (g,) = torch.autograd.grad(chunk_losses.sum() / total, leaf)
             grads.append(g)
-            value = value + part.detach().float()
-        return value, from_frames(torch.cat(grads), latents).to(latents.dtype)
+            losses.append(chunk_losses.detach().float())
+        self.frame_losses = torch.cat(losses)
+        return self.frame_losses.mean(), from_frames(torch.cat(grads), latents).to(latents.dtype)

@@ -1,22 +1,28 @@
 """The guided sampling step (normalised step size, time travel, adaptive n) and a DDIM sampler.
 
-Model-agnostic: it knows `eps_fn(x, t)` and tensors. An `eps_fn` that also offers
-`eps_with_reference(x, t) -> (eps, eps_c - eps_u)` (classifier-free guidance) gets the paper's
-step size `rho = strength * RMS(eps_c - eps_u) / RMS(g)`; a plain `eps_fn` uses RMS(eps).
+Model-agnostic: it knows `eps_fn(x, t)` and tensors. A `ReferencedEps` (classifier-free
+guidance, offering `eps_c - eps_u`) gets the paper's step size
+`rho = strength * RMS(eps_c - eps_u) / RMS(g)`; a plain `eps_fn` uses RMS(eps).
+
+A guided pass evaluates the network at `x_t` once: that prediction makes the DDIM step, sets
+the step size and starts the clean estimate (with its graph when it is the estimate's only
+evaluation, n = 1). Unguided steps run under `torch.inference_mode`. Finiteness is checked
+once per guided pass and once at the end, not after every evaluation.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .adjoint import METHODS, SCHEMES, LossFn, sag_gradient
-from .ddim import alpha_at, ddim_step, estimate_grid, renoise
-from .evals import EpsFn, GradientCost, require_finite
+from ..defaults import GRADIENT_METHODS, SCHEMES, guided_indices
+from .adjoint import gradient
+from .ddim import alpha_at, ddim_step, estimate_grid, predict_x0, renoise
+from .evals import CheckedEps, FiniteGuard, GradientCost
+from .protocols import EpsFn, EpsWithVJP, Evaluation, LossFn, ReferencedEps
 
 
 @dataclass(frozen=True)
@@ -37,12 +43,12 @@ class SAGParams:
             raise ValueError(f"need 0 <= start <= end <= 1 for the guided range, got start={self.start}, end={self.end}.")
         if self.n < 1 or self.repeats < 1:
             raise ValueError(f"n and repeats must be >= 1, got n={self.n}, repeats={self.repeats}.")
-        if self.method not in METHODS or self.scheme not in SCHEMES:
-            raise ValueError(f"method must be one of {METHODS} and scheme one of {SCHEMES}.")
+        if self.method not in GRADIENT_METHODS or self.scheme not in SCHEMES:
+            raise ValueError(f"method must be one of {GRADIENT_METHODS} and scheme one of {SCHEMES}.")
 
     def guided_indices(self, num_steps: int) -> range:
         """Step indices i (0 = noisiest) with start <= i / num_steps < end."""
-        return range(math.ceil(self.start * num_steps - 1e-9), math.ceil(self.end * num_steps - 1e-9))
+        return guided_indices(self.start, self.end, num_steps)
 
     def n_at(self, i: int, num_steps: int) -> int:
         """n for step index i: constant, or with adaptive_n linear from n (first) down to 1 (last)."""
@@ -65,8 +71,8 @@ def step_size(reference: Tensor, grad: Tensor, strength: float) -> float:
 
 
 def eps_and_reference(eps_fn: EpsFn, x: Tensor, t: int) -> tuple[Tensor, Tensor]:
-    """(eps, reference for rho): `eps_with_reference` when offered, else (eps, eps)."""
-    if hasattr(eps_fn, "eps_with_reference"):
+    """(eps, reference for rho): from `eps_with_reference` for a `ReferencedEps`, else (eps, eps)."""
+    if isinstance(eps_fn, ReferencedEps):
         return eps_fn.eps_with_reference(x, t)
     eps = eps_fn(x, t)
     return eps, eps
@@ -85,6 +91,32 @@ class GuidedStepRecord:
     cost: dict[str, int] = field(default_factory=dict)
 
 
+class GuidedStep(NamedTuple):
+    """`x_prev` = x_{t-1} (shape of x_t), one record per pass, the last pass's clean estimate."""
+
+    x_prev: Tensor
+    records: list[GuidedStepRecord]
+    x0_hat: Tensor
+
+
+def _first_evaluation(eps_fn: EpsFn, x_t: Tensor, t: int, with_graph: bool, cost: GradientCost,
+                      guard: FiniteGuard) -> tuple[Evaluation, Tensor]:
+    """The prediction at x_t (with its graph when asked) and the reference for rho."""
+    if with_graph:
+        leaf = x_t.detach().requires_grad_(True)
+        with torch.enable_grad():
+            eps, reference = eps_and_reference(eps_fn, leaf, t)
+        cost.eps_evals_graph += 1
+        first = Evaluation(leaf, eps)
+    else:
+        with torch.no_grad():
+            eps, reference = eps_and_reference(eps_fn, x_t, t)
+        cost.eps_evals += 1
+        first = Evaluation(x_t, eps)
+    guard.watch(eps, f"the noise prediction at sampling timestep {t}")
+    return first, reference.detach()
+
+
 def guided_step(
     eps_fn: EpsFn,
     x_t: Tensor,
@@ -99,41 +131,61 @@ def guided_step(
     generator: torch.Generator | None = None,
     grad_eps_fn: EpsFn | None = None,
     on_record: Callable[[GuidedStepRecord], Any] | None = None,
-) -> tuple[Tensor, list[GuidedStepRecord]]:
+) -> GuidedStep:
     """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, repeated `params.repeats` times with re-noising.
 
-    x_t: (any shape, e.g. (B, C, F, H, W)); returns x_{t-1} of the same shape and one record per
-    pass. `grad_eps_fn` (default eps_fn) is the network differentiated for g, e.g. the
-    conditional branch only. Noise for time travel comes from `generator`. `on_record` is
-    called after each pass (e.g. to show progress).
+    x_t: (any shape, e.g. (B, C, F, H, W)). `grad_eps_fn` (default eps_fn) is the network
+    differentiated for g, e.g. the conditional branch only. Noise for time travel comes from
+    `generator`. `on_record` is called after each pass (e.g. to show progress). Per pass the
+    network runs 2n - 1 times with n VJPs (Euler, symplectic, one window; see `sag_gradient`).
     """
     a_t = alpha_at(alphas_cumprod, t)
+    grad_fn = grad_eps_fn or eps_fn
+    evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
+    shared = grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
+    with_graph = shared and (params.method == "direct" or (params.method == "symplectic" and evaluated == 1))
     records = []
     for r in range(params.repeats):
-        with torch.no_grad():
-            eps, reference = eps_and_reference(eps_fn, x_t, t)
-        require_finite(eps, f"the noise prediction at sampling timestep {t}")
-        cost = GradientCost(eps_evals=1)
-        grad, loss = sag_gradient(
-            grad_eps_fn or eps_fn, x_t, t, alphas_cumprod, loss_fn,
-            n=n, method=params.method, scheme=params.scheme,
-            first_eps=eps if grad_eps_fn is None else None, cost=cost,
-        )
-        rho = step_size(reference, grad, params.strength)
-        x_prev = ddim_step(x_t, eps, a_t, a_prev) - rho * grad
-        evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
-        records.append(GuidedStepRecord(index, t, r, evaluated, float(loss), rho, cost.as_dict()))
+        cost, guard = GradientCost(), FiniteGuard()
+        first, reference = _first_evaluation(eps_fn, x_t, t, with_graph, cost, guard)
+        result = gradient(CheckedEps(grad_fn, cost, guard), x_t, t, alphas_cumprod, loss_fn, n=n,
+                          method=params.method, scheme=params.scheme, first=first if grad_eps_fn is None else None)
+        guard.check()  # the pass's one synchronisation for NaN/inf
+        rho = step_size(reference, result.grad, params.strength)
+        x_prev = ddim_step(x_t, first.eps.detach(), a_t, a_prev) - rho * result.grad
+        records.append(GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict()))
         if on_record is not None:
             on_record(records[-1])
         if r < params.repeats - 1:
             x_t = renoise(x_prev, a_t, a_prev, generator)
-    return x_prev, records
+    return GuidedStep(x_prev, records, result.x0)
 
 
 @dataclass
 class SampleResult:
+    """x0: the clean sample (shape of x_T); `stopped_at`: the step index an `on_step` stopped at."""
+
     x0: Tensor
     records: list[GuidedStepRecord]
+    stopped_at: int | None = None
+
+
+# on_step(step index, timestep, x_t, x0_hat, loss or None) -> False to stop early
+StepCallback = Callable[[int, int, Tensor, Tensor, "float | None"], Any]
+
+
+def _unguided_step(eps_fn: EpsFn, x: Tensor, t: int, a_t: float, a_prev: float, guard: FiniteGuard,
+                   want_x0: bool) -> tuple[Tensor, Tensor | None]:
+    with torch.inference_mode():
+        eps = eps_fn(x, t)
+        guard.watch(eps, f"the noise prediction at sampling timestep {t}")
+        x0_hat = predict_x0(x, eps, a_t) if want_x0 else None
+        return ddim_step(x, eps, a_t, a_prev), x0_hat
+
+
+def _normal(x: Tensor | None) -> Tensor | None:
+    """A tensor made under inference mode, as an ordinary one (autograd may then use it)."""
+    return x.clone() if x is not None and x.is_inference() else x
 
 
 def sample(
@@ -146,32 +198,38 @@ def sample(
     params: SAGParams | None = None,
     generator: torch.Generator | None = None,
     grad_eps_fn: EpsFn | None = None,
-    callback: Callable[[int, int, Tensor], Any] | None = None,
+    on_step: StepCallback | None = None,
     on_record: Callable[[GuidedStepRecord], Any] | None = None,
 ) -> SampleResult:
     """A whole DDIM (eta = 0) trajectory over `timesteps` (high to low), guided where `params` says.
 
     x_T: initial noise (any shape). Returns the clean sample (the last step goes to alpha-bar 1)
-    and the guided-step records. `callback(i, t, x)` is called after every step, `on_record(record)`
-    after every guided pass.
+    and the guided-step records. After every step `on_step(i, t, x_t, x0_hat, loss)` sees the
+    state entering the step, its clean estimate (the n-step one on guided steps, the one-step
+    one otherwise) and the last guided loss (None on unguided steps); when it returns False,
+    sampling stops and the result is that clean estimate. `on_record(record)` runs after every
+    guided pass.
     """
     guided = set(params.guided_indices(len(timesteps))) if (params and loss_fn is not None) else set()
     records: list[GuidedStepRecord] = []
+    guard = FiniteGuard()
     x = x_T
     for i, t in enumerate(timesteps):
+        a_t = alpha_at(alphas_cumprod, t)
         a_prev = alpha_at(alphas_cumprod, timesteps[i + 1] if i + 1 < len(timesteps) else None)
+        loss = None
         if i in guided:
-            n = params.n_at(i, len(timesteps))
-            x, recs = guided_step(
-                eps_fn, x, t, a_prev, alphas_cumprod, loss_fn, params,
-                n=n, index=i, generator=generator, grad_eps_fn=grad_eps_fn, on_record=on_record,
-            )
-            records.extend(recs)
+            guard.check()  # the unguided steps since the last check
+            step = guided_step(eps_fn, _normal(x), t, a_prev, alphas_cumprod, loss_fn, params,
+                               n=params.n_at(i, len(timesteps)), index=i, generator=generator,
+                               grad_eps_fn=grad_eps_fn, on_record=on_record)
+            records.extend(step.records)
+            x_next, x0_hat, loss = step.x_prev, step.x0_hat, step.records[-1].loss
         else:
-            with torch.no_grad():
-                eps = eps_fn(x, t)
-            require_finite(eps, f"the noise prediction at sampling timestep {t}")
-            x = ddim_step(x, eps, alpha_at(alphas_cumprod, t), a_prev)
-        if callback is not None:
-            callback(i, t, x)
-    return SampleResult(x, records)
+            x_next, x0_hat = _unguided_step(eps_fn, x, t, a_t, a_prev, guard, on_step is not None)
+        if on_step is not None and on_step(i, t, x, x0_hat, loss) is False:
+            guard.check()
+            return SampleResult(_normal(x0_hat), records, stopped_at=i)
+        x = x_next
+    guard.check()
+    return SampleResult(_normal(x), records)

@@ -15,9 +15,12 @@ Sizes of the `tiny` preset (random weights, builds in well under a second on CPU
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .. import defaults
 from ..errors import ConfigError
 
 TINY_ID = "tiny (random weights)"
@@ -31,10 +34,10 @@ class ModelIds:
     tokenizer and scheduler.
     """
 
-    base: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    motion_adapter: str = "guoyww/animatediff-motion-adapter-v1-5-2"
-    controlnet: str = "lllyasviel/control_v11f1p_sd15_depth"
-    clip_vision: str = "openai/clip-vit-base-patch32"
+    base: str = defaults.DEFAULT_BASE
+    motion_adapter: str = defaults.DEFAULT_MOTION_ADAPTER
+    controlnet: str = defaults.DEFAULT_CONTROLNET
+    clip_vision: str = defaults.DEFAULT_CLIP_VISION
 
 
 # Stable Diffusion 1.x training noise schedule (the `scheduler/scheduler_config.json` values).
@@ -224,3 +227,28 @@ def clip_vision_config(preset: str = "tiny") -> dict[str, Any]:
 def tokenizer_length(preset: str = "tiny") -> int:
     """How many tokens prompts are padded/truncated to."""
     return SD_TOKENIZER_LENGTH if preset == "sd15" else TINY_TOKENIZER_LENGTH
+
+
+def motion_frame_limit(preset: str, motion_adapter: str) -> int:
+    """Frames the motion module's position table holds, read without loading any weights.
+
+    The tiny preset and the default adapter hold `defaults.MOTION_FRAME_LIMIT` (32); another
+    adapter's `config.json` is read from its folder or the Hugging Face cache when it is there,
+    else the v1.5 value is assumed (the loaded model is checked again before sampling).
+    """
+    if preset == "tiny":
+        return motion_adapter_config("tiny")["motion_max_seq_length"]
+    config_file = Path(motion_adapter).expanduser() / "config.json"
+    if not config_file.is_file() and motion_adapter != defaults.DEFAULT_MOTION_ADAPTER:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(motion_adapter, "config.json")
+            config_file = Path(cached) if isinstance(cached, str) else config_file
+        except Exception:  # not a hub id, or no cache: fall back to the v1.5 limit
+            pass
+    try:
+        return int(json.loads(config_file.read_text(encoding="utf-8")).get("motion_max_seq_length",
+                                                                           defaults.MOTION_FRAME_LIMIT))
+    except (OSError, ValueError):
+        return defaults.MOTION_FRAME_LIMIT

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from ..images import decode_image
 from ..models.hub import load_pretrained
 from ..files import atomic_path
 
@@ -196,7 +197,11 @@ def normalize_clip_depth(raw: np.ndarray) -> np.ndarray:
 
 
 def _read_depth_file(path: Path) -> np.ndarray:
-    """One precomputed map as float32 (h, w): 8-bit / 255, 16-bit / 65535, NPY as stored."""
+    """One precomputed map as float32 (h, w): images via `decode_image`, NPY as stored.
+
+    Image files come back upright (EXIF orientation) in [0, 1]: 8-bit / 255, 16-bit / 65535,
+    colour and palette maps as their luminance; alpha is ignored.
+    """
     if path.suffix.lower() == ".npy":
         arr = np.load(path, allow_pickle=False).astype(np.float32)
         arr = arr[..., 0] if arr.ndim == 3 and arr.shape[-1] == 1 else arr
@@ -204,12 +209,7 @@ def _read_depth_file(path: Path) -> np.ndarray:
             raise InputError(f"Depth map '{path}' has shape {arr.shape}; expected (H, W).")
         return arr
     with Image.open(path) as img:
-        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-            arr = np.asarray(img).astype(np.float32)
-            return arr / 65535.0 if arr.max(initial=0) <= 65535 else arr
-        if img.mode != "L":
-            img = img.convert("L")  # RGB / palette maps: take luminance
-        return np.asarray(img).astype(np.float32) / 255.0
+        return decode_image(img).luminance()
 
 
 def load_depth_dir(folder: str | os.PathLike, n_frames: int, size: tuple[int, int]) -> np.ndarray:

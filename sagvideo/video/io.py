@@ -18,6 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -223,36 +224,73 @@ def _decode_and_resize(path: Path, indices: list[int], size: tuple[int, int]) ->
     return out
 
 
-def read_clip(path: str | os.PathLike, *, frames: int = 16, stride: int = 1, start: int = 0, size: int = 512) -> Clip:
-    """Decode frames start, start+stride, ... (`frames` of them), resized for the model.
+READ_CHUNK = 32  # frames decoded per decord call: bounded working memory for long clips
+
+
+def select_span(info: VideoInfo, frames: int | None, stride: int, start: int, *,
+                start_time: float | None = None, duration: float | None = None) -> list[int]:
+    """Source frame indices to stylize: `frames` of them (None: all to the end) every `stride`
+    from `start`; `start_time`/`duration` in seconds replace `start`/`frames` when given."""
+    if start_time is not None:
+        start = int(round(start_time * info.fps))
+        if start >= info.frame_count:
+            raise InputError(f"'{info.path.name}' lasts {float(info.frame_count / info.fps):.2f} s, but --start-time is "
+                             f"{start_time} s. To fix: pass a start time before the end.")
+    if duration is not None:
+        frames = max(1, math.ceil(duration * info.fps / stride))
+        frames = min(frames, max(1, (info.frame_count - 1 - start) // stride + 1))  # a duration may run past the end
+    if frames is None:
+        if start >= info.frame_count:
+            raise InputError(f"'{info.path.name}' has {info.frame_count} frames, but --start is {start}. "
+                             f"To fix: use --start {info.frame_count - 1} or less.")
+        frames = (info.frame_count - 1 - start) // stride + 1
+    return frame_indices(info.frame_count, frames, stride, start, name=f"'{info.path.name}'")
+
+
+def _decode_chunked(reader, path: Path, indices: list[int], size: tuple[int, int], resized: bool) -> np.ndarray:
+    """uint8 (len(indices), H, W, 3) at `size`, decoded `READ_CHUNK` frames at a time into one array."""
+    out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
+    try:
+        if not resized:
+            raise ValueError("reader decodes at source size")
+        for i in range(0, len(indices), READ_CHUNK):
+            batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
+            if batch.shape[1:3] != (size[1], size[0]):  # decoder ignored the size (rotated input): resize here
+                batch = restore_size(batch, size)
+            out[i:i + len(batch)] = batch
+    except Exception:
+        # decord's resizer rejects some small widths (8, 16, 24, 48, 72 px: "DECORDArrayCopyFromTo:
+        # The size must exactly match"); decode at source size one frame at a time instead.
+        out = _decode_and_resize(path, indices, size)
+    return out
+
+
+def read_clip(path: str | os.PathLike, *, frames: int | None = 16, stride: int = 1, start: int = 0, size: int = 512,
+              start_time: float | None = None, duration: float | None = None,
+              check: Callable[[int], None] | None = None) -> Clip:
+    """Decode frames start, start+stride, ... (`frames` of them, None: to the end), resized for the model.
 
     Returns a Clip whose `frames` are uint8 (frames, H, W, 3) with min(H, W) = `size` rounded
     to a multiple of 8, the source aspect kept within rounding, and W, H multiples of 8. Only
-    the selected frames are decoded, and the decoder resizes them (decord `width`/`height`).
+    the selected frames are decoded, at model size (decord `width`/`height`), in chunks: the
+    full-resolution clip is never held. `check(frame_count)` runs after probing, before decoding.
     """
-    frames = _positive_int(frames, "frames", "--frames")
+    frames = None if frames is None else _positive_int(frames, "frames", "--frames")
     stride = _positive_int(stride, "stride", "--stride")
     start = _positive_int(start, "start", "--start", minimum=0)
     size = _positive_int(size, "size", "--size", minimum=1)
     info, reader, sized = _probe(path, size)
     if info.frame_count == 0:
         raise InputError(f"'{info.path}' has no decodable video frames. To fix: pass another video, or re-encode it.")
-    indices = frame_indices(info.frame_count, frames, stride, start, name=f"'{info.path.name}'")
+    indices = select_span(info, frames, stride, start, start_time=start_time, duration=duration)
+    if check is not None:
+        check(len(indices))
     model_w, model_h = model_size_for(info.width, info.height, size)
-    try:
-        if not sized:
-            raise ValueError("reader decodes at source size")
-        batch = reader.get_batch(indices).asnumpy()
-    except Exception:
-        # decord's resizer rejects some small widths (8, 16, 24, 48, 72 px: "DECORDArrayCopyFromTo:
-        # The size must exactly match"); decode at source size one frame at a time instead.
-        batch = _decode_and_resize(info.path, indices, (model_w, model_h))
-    if batch.shape[1:3] != (model_h, model_w):  # decoder ignored the size (rotated input): resize here
-        batch = restore_size(batch, (model_w, model_h))
-    end = min(start + frames * stride, info.frame_count)  # the span played at fps / stride
-    return Clip(frames=np.ascontiguousarray(batch, dtype=np.uint8), fps=info.fps, indices=indices,
+    batch = _decode_chunked(reader, info.path, indices, (model_w, model_h), sized)
+    first, end = indices[0], min(indices[-1] + stride, info.frame_count)  # the span played at fps / stride
+    return Clip(frames=batch, fps=info.fps, indices=indices,
                 source_size=(info.width, info.height), model_size=(model_w, model_h),
-                start_time=float(start / info.fps), end_time=float(end / info.fps),
+                start_time=float(first / info.fps), end_time=float(end / info.fps),
                 has_audio=info.has_audio, path=info.path, stride=stride)
 
 
@@ -280,6 +318,34 @@ def restore_size(frames: np.ndarray, source_size: tuple[int, int]) -> np.ndarray
     return out
 
 
+@dataclass(frozen=True)
+class ResizedFrames:
+    """Frames uint8 (F, h, w, 3) to write at `size` = (W, H), resized `chunk` frames at a time.
+
+    Writers take one of these (or a plain array, written as it is) so a long clip is never held
+    at full resolution: each chunk is resized just before it is encoded.
+    """
+
+    frames: np.ndarray
+    size: tuple[int, int]
+    chunk: int = 16
+
+    @classmethod
+    def of(cls, frames: "np.ndarray | ResizedFrames") -> "ResizedFrames":
+        if isinstance(frames, ResizedFrames):
+            return frames
+        frames = _check_frames(frames)
+        return cls(frames, (frames.shape[2], frames.shape[1]))
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def chunks(self) -> Iterable[np.ndarray]:
+        """uint8 (<= chunk, H, W, 3) pieces in order."""
+        for i in range(0, len(self.frames), self.chunk):
+            yield restore_size(self.frames[i:i + self.chunk], self.size)
+
+
 def _even_frames(frames: np.ndarray) -> np.ndarray:
     # yuv420p needs even width and height: repeat the last row/column (less visible than black).
     pad_h, pad_w = frames.shape[1] % 2, frames.shape[2] % 2
@@ -292,13 +358,16 @@ def _frame_bytes(frame: np.ndarray) -> bytes:
     return np.ascontiguousarray(frame).tobytes()
 
 
-def _pipe_to_ffmpeg(cmd: list[str], frames: np.ndarray, output: Path, progress: bool = False) -> None:
+def _pipe_to_ffmpeg(cmd: list[str], frames: ResizedFrames, output: Path, progress: bool = False) -> None:
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty ffmpeg cannot block us
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
         try:
             try:
-                for frame in tqdm(frames, desc="encoding", unit="frame", disable=not progress, leave=False):
-                    proc.stdin.write(_frame_bytes(frame))
+                with tqdm(total=len(frames), desc="encoding", unit="frame", disable=not progress, leave=False) as bar:
+                    for chunk in frames.chunks():
+                        for frame in _even_frames(chunk):
+                            proc.stdin.write(_frame_bytes(frame))
+                        bar.update(len(chunk))
                 proc.stdin.close()
             except BrokenPipeError:
                 pass  # ffmpeg exited early; its exit code and stderr below say why
@@ -320,21 +389,21 @@ def _as_fraction(fps: Fraction | int | float) -> Fraction:
     return fps
 
 
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float, *,
+def write_video(frames: np.ndarray | ResizedFrames, path: str | os.PathLike, fps: Fraction | int | float, *,
                 audio_from: str | os.PathLike | None = None, audio_span: tuple[float, float] | None = None,
                 crf: int = 18, overwrite: bool = False, preset: str = "medium", progress: bool = False) -> Path:
-    """Encode uint8 (F, H, W, 3) RGB frames to H.264/yuv420p at the exact rational rate `fps`.
+    """Encode uint8 (F, H, W, 3) RGB frames (or `ResizedFrames`) to H.264/yuv420p at the exact rate `fps`.
 
     Audio from `audio_from` (seconds `audio_span`, or from 0) is re-encoded to AAC when that
     file has audio, trimmed to the video's length. Odd H or W gets one repeated edge row/column
     (yuv420p needs even sizes). The file appears only when complete (atomic rename).
     """
-    frames = _even_frames(_check_frames(frames))
+    frames = ResizedFrames.of(frames)
     path = check_output_path(path, overwrite)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"Cannot write video '{path.name}': use one of {', '.join(VIDEO_SUFFIXES)}.")
     fps = _as_fraction(fps)
-    n, h, w = frames.shape[:3]
+    n, w, h = len(frames), frames.size[0] + frames.size[0] % 2, frames.size[1] + frames.size[1] % 2
     rate = f"{fps.numerator}/{fps.denominator}"
     cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-framerate", rate, "-i", "pipe:0"]
@@ -359,26 +428,30 @@ def _gif_durations_ms(n: int, fps: Fraction) -> list[int]:
     return [max(1, b - a) * 10 for a, b in zip(ticks, ticks[1:])]
 
 
-def write_gif(frames: np.ndarray, path: str | os.PathLike, fps: Fraction | int | float,
+def write_gif(frames: np.ndarray | ResizedFrames, path: str | os.PathLike, fps: Fraction | int | float,
               overwrite: bool = False) -> Path:
-    """Write uint8 (F, H, W, 3) frames as a looping GIF (per-frame palettes); atomic."""
-    frames = _check_frames(frames)
+    """Write uint8 (F, H, W, 3) frames (or `ResizedFrames`) as a looping GIF (per-frame palettes); atomic."""
+    frames = ResizedFrames.of(frames)
     path = check_output_path(path, overwrite)
     fps = _as_fraction(fps)
-    images = [Image.fromarray(f) for f in frames]
+    images = [Image.fromarray(f) for chunk in frames.chunks() for f in chunk]
     with atomic_path(path) as tmp:
         images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
                        duration=_gif_durations_ms(len(images), fps), loop=0)
     return path
 
 
-def write_frames_dir(frames: np.ndarray, folder: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write uint8 (F, H, W, 3) frames as folder/frame_00000.png, ...; the folder appears whole."""
-    frames = _check_frames(frames)
+def write_frames_dir(frames: np.ndarray | ResizedFrames, folder: str | os.PathLike, overwrite: bool = False,
+                     prefix: str = "frame") -> Path:
+    """Write uint8 (F, H, W, 3) frames as folder/<prefix>_00000.png, ...; the folder appears whole."""
+    frames = ResizedFrames.of(frames)
     folder = check_output_path(folder, overwrite, folder_output=True)
     if folder.exists() and not folder.is_dir():
         raise InputError(f"'{folder}' is a file, not a folder. To fix: choose another output folder name.")
     with atomic_dir(folder) as tmp:
-        for i, frame in enumerate(frames):
-            Image.fromarray(frame).save(tmp / f"frame_{i:05d}.png")
+        index = 0
+        for chunk in frames.chunks():
+            for frame in chunk:
+                Image.fromarray(frame).save(tmp / f"{prefix}_{index:05d}.png")
+                index += 1
     return folder

@@ -1,0 +1,158 @@
+"""The high-level library API: paths in, results (or files) out.
+
+    stylize_video(video, style, prompt, config=...)              -> StylizeResult (frames at source size)
+    stylize_to_files(video, style, prompt, output, config=...)   -> report; mp4 + report + contact sheet
+    stylize_image(prompt, style, config=...)                     -> StylizeResult (one image)
+    stylize_image_to_file(prompt, style, output, config=...)     -> report; image + report
+
+Each reads and checks its inputs (settings first, before any model loads), runs
+`StylizePipeline`, and hands the arrays to `outputs.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from .config import MAX_SIZE, Config, load_config
+from .errors import ConfigError, InputError
+from .images import load_photo, load_style_image
+from .layout import OutputLayout
+from .outputs import PreviewWriter, check_outputs, write_image_outputs, write_video_outputs
+from .checks import check_frame_settings
+from .pipeline import StepCallback, StylizePipeline, StylizeResult
+from .report import Stopwatch
+from .runtime import Runtime
+from .video.depth import load_depth_dir
+from .video.io import Clip, model_size_for, read_clip, restore_size
+
+
+def read_video_clip(video: str | os.PathLike, config: Config, *, for_sampling: bool = True) -> Clip:
+    """The selected frames at model size. For sampling, the window settings are checked against the
+    frame count before anything is decoded."""
+    v = config.video
+    check = (lambda count: check_frame_settings(config, count)) if for_sampling else None
+    return read_clip(video, frames=None if v.frames == "all" else v.frames, stride=v.stride, start=v.start,
+                     size=v.size, start_time=v.start_time, duration=v.duration, check=check)
+
+
+def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, depth_dir, cache_dir, seed,
+               on_step: StepCallback | None, progress: bool, preview: PreviewWriter | None = None
+               ) -> tuple[Clip, StylizeResult]:
+    """Read, then run the pipeline; frames stay at model size (the caller restores the size).
+
+    A `preview` writer (which chains to `on_step`) decodes with the pipeline's VAE."""
+    clock = Stopwatch()
+    with clock.stage("read"):
+        clip = read_video_clip(video, config)
+        style_image = load_style_image(style)
+        depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size) if depth_dir is not None else None
+    runtime = runtime or Runtime.from_config(config, video=len(clip.frames) > 1)
+    pipe = StylizePipeline(runtime, config)
+    on_step = preview.bind(pipe) if preview is not None else on_step
+    result = pipe(clip.frames, style_image, prompt, depth=depth, seed=seed, cache_dir=cache_dir, on_step=on_step,
+                  progress=progress, kind="video")
+    result.clip = clip
+    result.report["seconds"] = {"read": clock.seconds["read"], **result.report["seconds"]}
+    result.report["input"] = {
+        "video": str(clip.path.resolve()), "style": str(os.path.abspath(style)), "prompt": prompt,
+        "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
+        "model_size": list(clip.model_size), "has_audio": clip.has_audio,
+        "depth": str(depth_dir) if depth_dir is not None else runtime.model.depth}
+    return clip, result
+
+
+def stylize_video(
+    video: str | os.PathLike, style: str | os.PathLike, prompt: str, *, config: Config | None = None,
+    runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None, seed: int | None = None, on_step: StepCallback | None = None,
+    progress: bool = False,
+) -> StylizeResult:
+    """Stylize the selected frames of `video` toward `style`; frames (F, H, W, 3) uint8 at the source size.
+
+    Takes every `video.*` option of the config (`frames` may be "all"; `start_time`/`duration`
+    in seconds; `window`/`overlap` for long clips). Pass `runtime` to reuse loaded networks
+    across calls, `depth_dir` for precomputed depth maps, `cache_dir` to cache estimated maps,
+    `on_step(i, t, x_t, x0_hat, loss)` to watch (return False to stop early).
+    """
+    config = config or load_config()
+    clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, cache_dir, seed, on_step, progress)
+    result.frames = restore_size(result.model_frames, clip.source_size)
+    return result
+
+
+def stylize_to_files(
+    video: str | os.PathLike, style: str | os.PathLike, prompt: str, output: str | os.PathLike, *,
+    config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
+    seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
+) -> dict[str, Any]:
+    """Run one job and write `output` (mp4), its companions and the report; returns the report.
+
+    Every output path is checked before any work; all files are staged in a hidden folder and
+    renamed into place together, the report last, so a failure leaves no partial outputs. The
+    depth maps are cached beside the output. Other arguments as for `stylize_video`.
+    """
+    config = config or load_config()
+    layout = OutputLayout.of(output)
+    check_outputs(layout, config.output, video=True)
+    preview = PreviewWriter.maybe(layout, config, on_step)
+    try:
+        clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, layout.depth_cache, seed,
+                                  on_step, progress, preview)
+        return write_video_outputs(result, clip, layout, config.output, progress=progress)
+    finally:
+        if preview is not None:
+            preview.remove()
+
+
+def image_size(config: Config, photo: np.ndarray | None, width: int | None, height: int | None) -> tuple[int, int]:
+    """(W, H) to sample an image at: --width/--height (rounded to x8), else the photo's aspect, else square."""
+    if width is not None or height is not None:
+        if not width or not height or not (8 <= width <= MAX_SIZE and 8 <= height <= MAX_SIZE):
+            raise InputError(f"give both --width and --height, each from 8 to {MAX_SIZE} pixels, got {width} x {height}.")
+        return max(8, round(width / 8) * 8), max(8, round(height / 8) * 8)
+    if photo is not None:
+        return model_size_for(photo.shape[1], photo.shape[0], config.video.size)
+    return (config.video.size // 8 * 8,) * 2
+
+
+def stylize_image(
+    prompt: str, style: str | os.PathLike, *, config: Config | None = None, runtime: Runtime | None = None,
+    depth_from: str | os.PathLike | None = None, width: int | None = None, height: int | None = None,
+    seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
+) -> StylizeResult:
+    """One image (F = 1, no motion module) through the same pipeline; frames is uint8 (H, W, 3).
+
+    Size: `width` x `height` when given (sampled at multiples of 8, then resized to exactly that);
+    else the `depth_from` photo's aspect with short side `video.size`; else a square.
+    """
+    config = config or load_config("image")
+    if config.video.frames == "all":
+        raise ConfigError("config key 'video.frames' is 'all', which selects video frames; an image is one frame. "
+                          "To fix: drop video.frames for `sagvideo image`.")
+    style_image = load_style_image(style)
+    photo = load_photo(depth_from) if depth_from is not None else None
+    size = image_size(config, photo, width, height)
+    frames = restore_size(photo[None], size) if photo is not None else None
+    runtime = runtime or Runtime.from_config(config, video=False)
+    result = StylizePipeline(runtime, config)(frames, style_image, prompt, size=size, seed=seed, on_step=on_step,
+                                              progress=progress, kind="image")
+    image = result.model_frames
+    if width is not None and image.shape[1:3] != (height, width):
+        image = restore_size(image, (width, height))
+    result.frames = image[0]
+    result.report["input"] = {"prompt": prompt, "style": str(os.path.abspath(style)),
+                              "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]}
+    return result
+
+
+def stylize_image_to_file(
+    prompt: str, style: str | os.PathLike, output: str | os.PathLike, *, config: Config | None = None, **kwargs: Any
+) -> dict[str, Any]:
+    """`stylize_image` + the image file and its report, published together; returns the report."""
+    config = config or load_config("image")
+    layout = OutputLayout.of(output)
+    check_outputs(layout, config.output, video=False)
+    return write_image_outputs(stylize_image(prompt, style, config=config, **kwargs), layout)

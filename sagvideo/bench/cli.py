@@ -1,0 +1,60 @@
+"""The `sagvideo bench` arguments and dispatch; imports nothing heavy until a benchmark runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..defaults import GRADIENT_METHODS
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+COLUMNS = {
+    "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
+    "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
+                 "peak_mem_mb", "guided_over_unguided"],
+}
+
+
+def print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.what == "guidance":
+        from .guidance import bench_guidance as bench
+    else:
+        from .pipeline import bench_pipeline as bench
+    rows = bench(args)
+    print_table(rows, COLUMNS[args.what])
+    if args.json:
+        from ..files import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.json), json.dumps(rows, indent=2).encode())
+    return 0
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["guidance", "pipeline"])
+    p.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8], help="guidance: clean-estimate evaluations")
+    p.add_argument("--methods", nargs="+", default=list(GRADIENT_METHODS), choices=GRADIENT_METHODS)
+    p.add_argument("--size", default="small", choices=["tiny", "small", "sd15"], help="guidance: UNet size")
+    p.add_argument("--latent", type=int, default=32, help="guidance: latent side (64 = 512 px)")
+    p.add_argument("--t", type=int, default=600, help="guidance: timestep of the guided step")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--video", default=str(SAMPLES / "clip.mp4"), help="pipeline: input clip")
+    p.add_argument("--style", default=str(SAMPLES / "style.png"), help="pipeline: style image")
+    p.add_argument("--frames", type=int, nargs="+", default=[16], help="pipeline: frame counts, one row each")
+    p.add_argument("--steps", type=int, default=25, help="pipeline: sampling steps")
+    p.add_argument("--size-px", dest="size_px", type=int, default=512, help="pipeline: short side for sd15")
+    p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"], help="pipeline: model sizes (default tiny)")
+    p.add_argument("--ratio", action="store_true", help="pipeline: also run unguided, report guided/unguided time")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")
+    p.add_argument("--json", help="write the rows here")
+    p.set_defaults(handler=run_bench)

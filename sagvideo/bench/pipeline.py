@@ -1,0 +1,83 @@
+"""`sagvideo bench pipeline`: seconds per frame, peak memory and costs of whole stylizations.
+
+Every row (preset x frames x guided or not) runs in a fresh child process. Peak memory is what
+the run adds above the loaded networks: the CUDA allocator's peak, or the sampled resident size
+on CPU. The guided/unguided ratio of sampling time is computed within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .children import run_child
+from .memory import PeakMemory
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+
+
+def _runtime(preset: str, config: Any, device: str):
+    from ..models.components import random_components
+    from ..runtime import Runtime
+
+    if preset == "tiny":
+        runtime = Runtime.from_config(config)
+    else:  # the real SD 1.5 + AnimateDiff + ControlNet sizes, random weights: no download
+        runtime = Runtime.from_components(random_components("sd15", device=device, dtype=config.model.dtype))
+    runtime.components  # loaded outside the measurement
+    return runtime
+
+
+def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px: int, device: str,
+                     video: str, style: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations."""
+    import torch
+
+    from ..api import read_video_clip
+    from ..config import load_config
+    from ..images import load_style_image
+    from ..pipeline import StylizePipeline
+
+    settings = {"video.frames": frames, "sampling.steps": steps, "model.depth": "tiny",
+                "guidance.enabled": guided, "model.device": device, **overrides}
+    if preset != "tiny":
+        settings["video.size"] = size_px
+    config = load_config("tiny" if preset == "tiny" else None, settings)
+    runtime = _runtime(preset, config, device)
+    clip = read_video_clip(video, config)
+    pipe = StylizePipeline(runtime, config)
+    dev = runtime.components.device
+    with PeakMemory(dev) as mem:
+        result = pipe(clip.frames, load_style_image(style), "a scene, painted")
+    rep = result.report
+    seconds = rep["seconds"]
+    work = seconds["sampling"] + seconds["decode"] + seconds.get("depth", 0.0)
+    return {"preset": preset, "frames": frames, "guided": guided, "size": list(clip.model_size), "steps": steps,
+            "windows": rep["windows"]["count"], "guided_passes": len(rep["guided_steps"]),
+            "seconds_per_frame": round(work / frames, 4), "sampling_seconds": seconds["sampling"],
+            "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
+            "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
+            "torch": torch.__version__, "overrides": overrides}
+
+
+def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Rows for every preset x frame count, guided and (with --ratio) unguided; ratios filled in."""
+    from ..config import parse_set_items
+
+    overrides = parse_set_items(args.set)
+    presets = args.presets or ["tiny"]
+    rows = []
+    for preset in presets:
+        for frames in args.frames:
+            for guided in ([True, False] if args.ratio else [True]):
+                rows.append(run_child("pipeline", {
+                    "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
+                    "size_px": args.size_px, "device": args.device, "video": args.video, "style": args.style,
+                    "overrides": overrides}))
+    for row in rows:
+        twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
+                     and not r["guided"]), None)
+        if row["guided"] and twin is not None:
+            row["guided_over_unguided"] = round(row["sampling_seconds"] / twin["sampling_seconds"], 2)
+    return rows

@@ -1,0 +1,19 @@
+"""Checks of settings against the input, made before any model loads (no torch needed)."""
+
+from __future__ import annotations
+
+from .config import Config
+from .errors import ConfigError
+from .models.presets import motion_frame_limit
+
+
+def check_frame_settings(config: Config, num_frames: int) -> None:
+    """The motion windows fit the clip of `num_frames` frames and the motion module's position table."""
+    v = config.video
+    limit = motion_frame_limit(config.model.preset, config.model.motion_adapter)
+    if num_frames > 1 and v.window > limit:
+        raise ConfigError(f"config key 'video.window' is {v.window}, but the motion module sees at most {limit} "
+                          f"frames at once. To fix: use video.window={min(16, limit)} (--set video.window={min(16, limit)}).")
+    if num_frames > limit and v.window == 0:
+        raise ConfigError(f"{num_frames} frames cannot be sampled jointly (video.window=0): the motion module holds at "
+                          f"most {limit}. To fix: sample through overlapping windows, e.g. --set video.window=16.")

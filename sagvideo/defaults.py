@@ -1,0 +1,32 @@
+"""Facts every layer shares, in one place and without torch: names, default models, the guided-step rule.
+
+Config validation, the guidance core, the command line, the model presets and the batch
+planner all import these; none keeps a copy.
+"""
+
+from __future__ import annotations
+
+import math
+
+# How the guidance gradient is taken through the n-step clean estimate (guidance/adjoint.py).
+GRADIENT_METHODS = ("symplectic", "direct", "adjoint")
+# The ODE solver of the clean estimate (guidance/euler.py, guidance/heun.py).
+SCHEMES = ("euler", "heun")
+
+# Hub ids of the default networks (users may give local folders instead).
+DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
+DEFAULT_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"
+DEFAULT_CLIP_VISION = "openai/clip-vit-base-patch32"
+
+# Frames the AnimateDiff v1.5 motion modules' position table holds (`motion_max_seq_length`).
+MOTION_FRAME_LIMIT = 32
+
+
+def guided_indices(start: float, end: float, num_steps: int) -> range:
+    """Sampling step indices i (0 = noisiest) with `start <= i / num_steps < end`.
+
+    Fractions make one setting transfer across step counts (the authors' image default,
+    100 steps with start 0.3 and end 0.7, guides indices 30..69).
+    """
+    return range(math.ceil(start * num_steps - 1e-9), math.ceil(end * num_steps - 1e-9))
