@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import MAX_SIZE, Config, load_config
 from .errors import ConfigError, InputError
+from .guards import OutputLock, check_not_inputs, clean_stale_temporaries, input_files
 from .images import load_photo, load_style_image
 from .layout import OutputLayout
 from .outputs import PreviewWriter, check_outputs, write_image_outputs, write_video_outputs
@@ -60,6 +61,8 @@ def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, de
         "video": str(clip.path.resolve()), "style": str(os.path.abspath(style)), "prompt": prompt,
         "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
         "model_size": list(clip.model_size), "has_audio": clip.has_audio,
+        "rotation": clip.display.rotation if clip.display else 0,
+        "sample_aspect": str(clip.display.sample_aspect) if clip.display else "1",
         "depth": str(depth_dir) if depth_dir is not None else runtime.model.depth}
     return clip, result
 
@@ -87,24 +90,31 @@ def stylize_to_files(
     video: str | os.PathLike, style: str | os.PathLike, prompt: str, output: str | os.PathLike, *,
     config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
+    report_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one job and write `output` (mp4), its companions and the report; returns the report.
 
     Every output path is checked before any work; all files are staged in a hidden folder and
     renamed into place together, the report last, so a failure leaves no partial outputs. The
-    depth maps are cached beside the output. Other arguments as for `stylize_video`.
+    depth maps are cached beside the output. `report_extra` entries are added to the report (the
+    batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
     """
     config = config or load_config()
     layout = OutputLayout.of(output)
     check_outputs(layout, config.output, video=True)
-    preview = PreviewWriter.maybe(layout, config, on_step)
-    try:
-        clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, layout.depth_cache, seed,
-                                  on_step, progress, preview)
-        return write_video_outputs(result, clip, layout, config.output, progress=progress)
-    finally:
-        if preview is not None:
-            preview.remove()
+    check_not_inputs([*layout.planned(config.output).values(), layout.preview],
+                     input_files(video, style, folder=depth_dir))
+    with OutputLock(layout, wait=config.output.overwrite):
+        clean_stale_temporaries(layout)  # what a killed run on this output left
+        preview = PreviewWriter.maybe(layout, config, on_step)
+        try:
+            clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, layout.depth_cache, seed,
+                                      on_step, progress, preview)
+            result.report.update(report_extra or {})
+            return write_video_outputs(result, clip, layout, config.output, progress=progress)
+        finally:
+            if preview is not None:
+                preview.remove()
 
 
 def image_size(config: Config, photo: np.ndarray | None, width: int | None, height: int | None) -> tuple[int, int]:
@@ -155,4 +165,7 @@ def stylize_image_to_file(
     config = config or load_config("image")
     layout = OutputLayout.of(output)
     check_outputs(layout, config.output, video=False)
-    return write_image_outputs(stylize_image(prompt, style, config=config, **kwargs), layout)
+    check_not_inputs([layout.main, layout.report], input_files(style, kwargs.get("depth_from")))
+    with OutputLock(layout, wait=config.output.overwrite):
+        clean_stale_temporaries(layout)
+        return write_image_outputs(stylize_image(prompt, style, config=config, **kwargs), layout)

@@ -7,12 +7,16 @@ with code 2 and a message that names the problem and the fix; nothing partial is
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 
 from .defaults import GRADIENT_METHODS, SCHEMES
 from .errors import SagVideoError
 from .version import package_version
+
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 # flag name -> config key; None values are "not given" and leave the config alone
 FLAG_KEYS = {
@@ -186,6 +190,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
 
     from .api import read_video_clip
     from .files import check_output_path
+    from .guards import check_not_inputs, input_files
     from .layout import OutputLayout
     from .pipeline import StylizePipeline
     from .video.depth import depth_to_uint8
@@ -193,6 +198,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work
+    check_not_inputs([args.output], input_files(args.video))
     clip = read_video_clip(args.video, config, for_sampling=False)
     pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
     depth = pipe.prepare_depth(clip.frames, cache_dir=OutputLayout.of(args.output).depth_cache,
@@ -234,7 +240,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        print(f"sagvideo: error: cannot write '{exc.filename or 'an output'}': {exc.strerror} (the disk or a quota "
+              f"is full, or a file size limit was hit). Nothing partial was kept. To fix: free space, or write to "
+              f"another disk (-o).", file=sys.stderr)
+        return 1
+
+
+def console_main() -> None:
+    """The `sagvideo` command: `main()`, then exit with its code.
+
+    After an interrupt that `main` handled (code 130, everything cleaned up), exit at once:
+    CPython may otherwise end the process by re-raising SIGINT at shutdown when a C extension
+    saw the KeyboardInterrupt on its way out, which would turn our exit code 130 into a signal.
+    """
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

@@ -6,6 +6,7 @@ into place only when complete, so a crash or Ctrl-C never leaves a half-written 
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -27,12 +28,28 @@ def _fs_error(folder: Path, exc: OSError) -> InputError:
                       f"To fix: choose a folder you can write to, or change its permissions.")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (Linux /proc; else a probe file's mode).
+
+    `os.umask(0)` then back would briefly change it for every thread of the process.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with tempfile.TemporaryDirectory() as folder:  # a new entry gets 0o777 & ~umask
+        probe = Path(folder) / "probe"
+        probe.mkdir(mode=0o777)
+        return 0o777 & ~probe.stat().st_mode
+
+
 def _publish_mode(path: Path, directory: bool = False) -> None:
     # mkstemp/mkdtemp create 0600/0700 entries; give the result the permissions a plain
     # open() would have (0666/0777 minus umask) so other users can read the output.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
 
 
 @contextmanager
@@ -74,6 +91,16 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def staging_pattern(path: Path) -> str:
+    """Glob of the staging folders of `path` (see `staging_dir`), special characters escaped."""
+    return f"{glob.escape(f'.{path.name}.tmp-')}*"
+
+
+def temp_file_pattern(path: Path) -> str:
+    """Glob of the temporary files `atomic_path(path)` makes beside `path`, special characters escaped."""
+    return f"{glob.escape(f'.{path.stem}.tmp-')}*{glob.escape(path.suffix)}"
 
 
 def _temp_dir(parent: Path, name: str) -> Path:
@@ -119,11 +146,11 @@ def check_output_path(path: str | os.PathLike, overwrite: bool = False, *, folde
 def staging_dir(near: str | os.PathLike) -> Iterator[Path]:
     """A hidden temporary folder beside `near` (same file system, so renames out of it are atomic).
 
-    It is removed on exit, success or not; named `.<stem>.tmp-XXXX` so a later run can spot and
-    clean one left by a killed process.
+    It is removed on exit, success or not; named `.<name>.tmp-XXXX` (`staging_pattern`) so a later
+    run on the same output can spot and remove one left by a killed process.
     """
     near = Path(near)
-    folder = _temp_dir(near.parent, near.stem)
+    folder = _temp_dir(near.parent, near.name)
     try:
         yield folder
     finally:

@@ -73,11 +73,14 @@ class OutputLayout:
         paths["report"] = self.report
         return paths
 
+    def read_report(self) -> dict[str, Any]:
+        """The report as a dict; {} when it is missing or unreadable."""
+        try:
+            data = json.loads(self.report.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def is_complete(self) -> bool:
         """True when the main output and a report marked complete both exist."""
-        if not (self.main.is_file() and self.report.is_file()):
-            return False
-        try:
-            return json.loads(self.report.read_text(encoding="utf-8")).get("status") == "complete"
-        except (OSError, ValueError):
-            return False
+        return self.main.is_file() and self.read_report().get("status") == "complete"

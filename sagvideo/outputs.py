@@ -20,7 +20,7 @@ from .files import check_output_path, publish, staging_dir
 from .images import contact_sheet, write_image
 from .layout import OutputLayout
 from .pipeline import StepCallback, StylizePipeline, StylizeResult
-from .report import TINY_LABEL, write_report
+from .report import TINY_LABEL, mark_stage, write_report
 from .video.depth import depth_to_uint8
 from .video.io import VIDEO_SUFFIXES, Clip, ResizedFrames, write_frames_dir, write_gif, write_video
 
@@ -69,6 +69,7 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
     report, final = result.report, layout.planned(output)
     frames = ResizedFrames(result.model_frames, clip.source_size)
     start = time.perf_counter()
+    mark_stage("write")
     with staging_dir(layout.main) as stage:
         staged = {name: stage / path.name for name, path in final.items()}
         write_video(frames, staged["video"], clip.output_fps, audio_from=clip.path if clip.has_audio else None,
@@ -82,8 +83,13 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
                            "output": list(result.model_frames), "style": [result.style]},
                           staged["contact_sheet"], note=TINY_LABEL if "label" in report else "")
         report["seconds"]["write"] = round(time.perf_counter() - start, 4)
+        width, height = clip.source_size
         report.update(status="complete", outputs={k: str(v) for k, v in final.items() if k != "report"},
-                      output_fps=str(clip.output_fps), frames=len(result.model_frames))
+                      output_fps=str(clip.output_fps), frames=len(result.model_frames),
+                      output_size=[width + width % 2, height + height % 2])
+        if width % 2 or height % 2:
+            report["output_size_note"] = ("the source has an odd side; H.264 yuv420p needs even sides, so the "
+                                          "last row/column is repeated once")
         write_report(report, staged["report"])
         _publish_all(staged, final)
     return report

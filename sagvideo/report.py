@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
@@ -20,6 +21,24 @@ from .version import package_version
 TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
 
 
+STAGE_LOG_ENV = "SAGVIDEO_STAGE_LOG"
+
+
+def mark_stage(name: str) -> None:
+    """Append "<pid> <stage>" to $SAGVIDEO_STAGE_LOG when it is set (one O_APPEND write).
+
+    A debugging aid, like the batch's execution log: the fault-injection tests use it to kill a
+    run while it is inside a given stage.
+    """
+    path = os.environ.get(STAGE_LOG_ENV)
+    if path:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, f"{os.getpid()} {name}\n".encode())
+        finally:
+            os.close(fd)
+
+
 class Stopwatch:
     """Seconds per named stage, for the report."""
 
@@ -28,6 +47,7 @@ class Stopwatch:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        mark_stage(name)
         start = time.perf_counter()
         try:
             yield
@@ -48,10 +68,13 @@ def base_report(config: Config, components: Components, seed: int, kind: str) ->
     import diffusers
     import transformers
 
+    resolved = config.to_dict()
+    if components.preset != "pretrained":  # what ran, not the hub ids the config would otherwise load
+        resolved["model"].update({role: name for role, name in components.ids.items() if name is not None})
     report: dict[str, Any] = {
         "status": "running",
         "kind": kind,
-        "config": config.to_dict(),
+        "config": resolved,
         "models": dict(components.ids, depth=config.model.depth, preset=components.preset),
         "device": str(components.device),
         "dtype": str(components.dtype).replace("torch.", ""),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -426,3 +427,24 @@ def test_out_of_memory_is_recorded_with_a_fix_and_the_next_job_runs(tmp_path, mo
     assert first["status"] == "failed" and first["error_type"] == "OutOfMemoryError"
     assert "--config low-memory" in first["error"]
     assert second["status"] == "done" and (tmp_path / "out" / "b.mp4").is_file()
+
+
+@pytest.mark.slow
+def test_a_rerun_redoes_exactly_the_jobs_whose_settings_or_inputs_changed(jobdir, reference):
+    outdir, log = jobdir / "changed", jobdir / "changed.log"
+    shutil.copytree(reference, outdir)
+    proc = run_cli([str(jobdir / "good.yaml"), "-o", str(outdir), *TINY], log=log)
+    assert proc.returncode == 0 and "nothing to do" in proc.stdout, proc.stdout + proc.stderr
+    changed = write_jobs(jobdir / "changed.yaml", [])
+    text = changed.read_text().replace("video.start: 60", "video.start: 61")  # job c now starts one frame later
+    changed.write_text(text)
+    proc = run_cli([str(changed), "-o", str(outdir), *TINY], log=log)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [i for i, _ in executions(log)] == ["c"]  # only the changed job ran again
+    assert "settings or input files changed: c" in proc.stdout
+    summary = json.loads((outdir / "summary.json").read_text())
+    assert summary["changed"] == ["c"] and summary["counts"]["done"] == 1 and summary["counts"]["skipped"] == 4
+    assert json.loads((outdir / "c.json").read_text())["input"]["frame_indices"][0] == 61
+    log.unlink()
+    proc = run_cli([str(changed), "-o", str(outdir), *TINY], log=log)
+    assert "nothing to do" in proc.stdout and executions(log) == []  # and now it is up to date

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -53,6 +54,18 @@ class BatchJob:
     overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys: defaults + job
     source: str = ""  # where it was written, e.g. "jobs.yaml line 4 (job 1)"
     cost: float = 0.0  # relative estimate, see cost.estimate_cost
+
+    def fingerprint(self) -> str:
+        """A digest of what decides the job's result: resolved settings, prompt, and the input files
+        (path, size, modification time). A finished job whose fingerprint changed runs again."""
+        config = self.config.to_dict()
+        config["output"] = {k: v for k, v in config["output"].items() if k != "overwrite"}
+        files = []
+        for path in (self.video, self.style):
+            st = path.stat()
+            files.append([str(path), st.st_size, st.st_mtime_ns])
+        text = json.dumps({"config": config, "prompt": self.prompt, "files": files}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     def layout(self, outdir: str | os.PathLike) -> OutputLayout:
         """The files this job writes in `outdir`: `<id>.mp4`, its report, contact sheet, ..."""
@@ -326,6 +339,22 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
         jobs.append(BatchJob(d.id, d.video, d.style, d.prompt, resolved, seed, d.overrides, d.where,
                              estimate_cost(resolved, d.model_size, d.frame_count)))
     return jobs
+
+
+def check_outputs_not_inputs(jobs: Sequence[BatchJob], outdir: str | os.PathLike, label: str = "the jobs") -> None:
+    """JobFileError listing every job whose output file would be an input of any job (by file identity)."""
+    from ..guards import check_not_inputs, input_files
+
+    inputs = [path for job in jobs for path in input_files(job.video, job.style)]
+    problems = []
+    for job in jobs:
+        layout = job.layout(outdir)
+        try:
+            check_not_inputs([*layout.planned(job.config.output).values(), layout.preview], inputs)
+        except InputError as exc:
+            problems.append(f"{job.source or job.id}: {exc}")
+    if problems:
+        raise JobFileError(label, problems)
 
 
 def load_jobs(path: str | os.PathLike, config: Config | None = None, *, style: str | os.PathLike | None = None,

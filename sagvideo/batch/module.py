@@ -116,7 +116,8 @@ class StylizeJobsModule(pl.LightningModule):
         try:
             with torch.enable_grad():  # predict runs under no_grad; SAG needs gradients
                 stylize_to_files(job.video, job.style, job.prompt, job.layout(self.state.outdir).main,
-                                 config=config, runtime=self._runtime_for(job), seed=job.seed, progress=False)
+                                 config=config, runtime=self._runtime_for(job), seed=job.seed, progress=False,
+                                 report_extra={"job_id": job.id, "job_fingerprint": job.fingerprint()})
             outcome["status"] = "done"
         except torch.OutOfMemoryError as exc:
             if self.rank_device.type == "cuda":

@@ -55,9 +55,19 @@ def rank_of(position: int, world_size: int) -> int:
     return position % world_size
 
 
-def split_finished(jobs: Sequence["BatchJob"], outdir: Path) -> tuple[list["BatchJob"], list["BatchJob"]]:
-    """(pending, finished): a job is finished when its mp4 and a report marked complete exist."""
-    pending, finished = [], []
+def split_finished(jobs: Sequence["BatchJob"], outdir: Path
+                   ) -> tuple[list["BatchJob"], list["BatchJob"], list["BatchJob"]]:
+    """(pending, finished, changed): finished = the mp4 and a complete report made with the job's
+    current settings and inputs (its `fingerprint`); changed = complete, but made with other ones
+    (they are pending too, and run again)."""
+    pending, finished, changed = [], [], []
     for job in jobs:
-        (finished if job.layout(outdir).is_complete() else pending).append(job)
-    return pending, finished
+        layout = job.layout(outdir)
+        if not layout.is_complete():
+            pending.append(job)
+        elif layout.read_report().get("job_fingerprint") == job.fingerprint():
+            finished.append(job)
+        else:
+            pending.append(job)
+            changed.append(job)
+    return pending, finished, changed

@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import Config, load_config, parse_set_items
 from ..errors import InputError, SagVideoError
-from .jobs import BatchJob, folder_jobs, load_jobs
+from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
 from .state import BatchState, RunLock, clean_stale_temps
 from .summary import BatchSummary, build_summary, format_summary
@@ -119,9 +119,13 @@ def run_batch(
     state = BatchState(output)
     if state.outdir.exists() and not state.outdir.is_dir():
         raise InputError(f"-o {state.outdir} is a file. To fix: pass a folder for the outputs.")
-    pending, finished = split_finished(job_list, state.outdir)
+    check_outputs_not_inputs(job_list, state.outdir)
+    pending, finished, changed = split_finished(job_list, state.outdir)
     if not pending:
         return _nothing_to_do(state, len(job_list), len(finished), echo)
+    if changed and env_global_rank() == 0:
+        echo(f"{len(changed)} finished job(s) run again: their settings or input files changed since their "
+             f"outputs were made: {', '.join(job.id for job in changed)}")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")  # jobs are not data loading
     writer = _status_writer(state)
     trainer = _trainer_or_input_error(accelerator or accelerator_for(config), devices, num_nodes, writer)
@@ -133,7 +137,7 @@ def run_batch(
         state.create()
         lock.acquire()
     try:
-        return _predict(trainer, state, items, finished, writer, echo)
+        return _predict(trainer, state, items, finished, writer, echo, [job.id for job in changed])
     finally:
         lock.release()
 
@@ -167,7 +171,7 @@ def _trainer_or_input_error(accelerator: str, devices: int | str, num_nodes: int
 
 
 def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJob], writer: Any,
-             echo: Callable[[str], None]) -> BatchSummary:
+             echo: Callable[[str], None], changed: list[str]) -> BatchSummary:
     """Run the planned items (rank 0 holding the lock), then summarise from the status records."""
     from torch.utils.data import DataLoader
 
@@ -183,7 +187,7 @@ def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJ
     loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
     start = time.perf_counter()
     trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
-    summary = build_summary(planned, finished, state, writer.run_id, world, time.perf_counter() - start)
+    summary = build_summary(planned, finished, state, writer.run_id, world, time.perf_counter() - start, changed)
     summary.rank = trainer.global_rank
     if summary.rank == 0:
         state.write_json(state.summary_path, summary.data)

@@ -36,8 +36,9 @@ class BatchSummary:
 
 
 def build_summary(planned: Sequence[BatchJob], skipped: Sequence[BatchJob], state: BatchState, run_id: str,
-                  world_size: int, wall_seconds: float) -> BatchSummary:
-    """Read this run's status records of the planned jobs; skipped jobs were complete at the start."""
+                  world_size: int, wall_seconds: float, changed: Sequence[str] = ()) -> BatchSummary:
+    """Read this run's status records of the planned jobs; skipped jobs were complete at the start;
+    `changed` ids were complete but run again because their settings or inputs changed."""
     rows: list[dict[str, Any]] = []
     for job in planned:
         record = state.read_json(state.status_path(job.id))
@@ -47,6 +48,8 @@ def build_summary(planned: Sequence[BatchJob], skipped: Sequence[BatchJob], stat
             continue
         row = {"id": job.id, "status": record.get("status"), "seconds": record.get("seconds"),
                "rank": record.get("rank"), "device": record.get("device"), "seed": record.get("seed")}
+        if job.id in changed:
+            row["rerun"] = "settings or input files changed"
         if record.get("status") == "failed":
             row["error"] = f"{record.get('error_type', 'Error')}: {record.get('error', '')}"
             row["failure_record"] = str(state.failure_path(job.id))
@@ -68,6 +71,7 @@ def build_summary(planned: Sequence[BatchJob], skipped: Sequence[BatchJob], stat
         "wall_seconds": round(wall_seconds, 3),
         "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "counts": counts,
+        "changed": list(changed),
         "ranks": [ranks[r] for r in sorted(ranks)],
         "jobs": rows,
     }
@@ -95,6 +99,8 @@ def format_summary(summary: BatchSummary) -> str:
     total = f"done {c['done']}, skipped {c['skipped']}, failed {c['failed']}"
     total += f", missing {c['missing']}" if c["missing"] else ""
     lines += ["", f"{total} in {data['wall_seconds']:.1f} s on {data['world_size']} rank(s). Outputs: {data['outdir']}"]
+    if data.get("changed"):
+        lines.append(f"run again because their settings or input files changed: {', '.join(data['changed'])}")
     for r in rows:
         if r["status"] in ("failed", "missing"):
             first = (r.get("error") or "").strip().splitlines()[0:1]

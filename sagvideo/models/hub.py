@@ -48,7 +48,7 @@ def how_to_supply(name: str, what: str, config_key: str | None) -> str:
         f"and the hub cannot be reached"
         + (" (HF_HUB_OFFLINE is set)" if hub_offline() else "")
         + f". To fix: {where}download it where the hub is reachable "
-        f"(`huggingface-cli download {name}`) and copy the cache folder "
+        f"(`hf download {name}`, the command of current huggingface_hub) and copy the cache folder "
         f"(~/.cache/huggingface/hub, or $HF_HOME) to this machine, "
         f"or use `--config tiny` for an offline smoke run with random weights."
     )

@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 from PIL import Image
@@ -45,6 +45,7 @@ class VideoInfo:
     height: int
     has_audio: bool
     duration: float  # seconds, container duration (falls back to frame_count / fps)
+    display: Any = None  # orientation.Display: rotation and sample aspect; width/height are as displayed
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Clip:
     has_audio: bool
     path: Path
     stride: int = 1
+    display: Any = None  # orientation.Display of the source: the frames are already upright and unsqueezed
 
     @property
     def output_fps(self) -> Fraction:
@@ -132,11 +134,24 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
     return _probe(path)[0]
 
 
+def _display_of(path: Path, banner: str, video_line: str):
+    """The stream's display geometry, or None when the banner gives no frame size."""
+    from .orientation import parse_display
+
+    if re.search(r", (\d+)x(\d+)\b", video_line) is None:
+        return None
+    return parse_display(banner, name=path.name)
+
+
 def _probe(path: str | os.PathLike, short_side: int | None = None):
     """(VideoInfo, decord reader, whether the reader resizes to `model_size_for(..., short_side)`).
 
-    decord indexes the whole file when a reader opens, so read_clip reuses this one reader.
+    Sizes are as displayed: a phone clip's display rotation and an anamorphic sample aspect are
+    applied (`orientation.py`). decord indexes the whole file when a reader opens, so read_clip
+    reuses this one reader.
     """
+    from .orientation import Display, decoder_size_for
+
     path = Path(path).expanduser()
     if not path.exists():
         where = "" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')"
@@ -153,23 +168,24 @@ def _probe(path: str | os.PathLike, short_side: int | None = None):
     video_line = re.search(r"Stream #\d+:\d+.*?: Video: (.*)", banner)
     if video_line is None:
         raise _not_a_video(path, "it has no video stream")
-    size = re.search(r", (\d+)x(\d+)\b", video_line.group(1))
     banner_fps = re.search(r"([\d.]+k?) (?:fps|tbr)", video_line.group(1))
-    sized = size is not None and short_side is not None
-    if size is not None:
-        width, height = int(size.group(1)), int(size.group(2))
-        model_w, model_h = model_size_for(width, height, short_side) if sized else (-1, -1)
-        reader = _open_reader(path, width=model_w, height=model_h)  # -1: decord keeps the source size
+    display = _display_of(path, banner, video_line.group(1))
+    sized = display is not None and short_side is not None
+    if display is not None:
+        width, height = display.display_size
+        request = decoder_size_for(display, model_size_for(width, height, short_side)) if sized else (-1, -1)
+        reader = _open_reader(path, width=request[0], height=request[1])  # -1: decord keeps its own size
     else:  # banner without a size: decode one frame to learn it
         reader = _open_reader(path)
         height, width = reader[0].shape[:2]
+        display = Display(stored_size=(width, height))
     frame_count = len(reader)
     fps = _exact_fps(reader.get_avg_fps(), banner_fps.group(1) if banner_fps else None)
     dur = re.search(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)", banner)
     hms = [float(x) for x in dur.groups()] if dur else None
     duration = hms[0] * 3600 + hms[1] * 60 + hms[2] if hms else float(frame_count / fps)
     has_audio = re.search(r"Stream #\d+:\d+.*?: Audio: ", banner) is not None
-    return VideoInfo(path, frame_count, fps, width, height, has_audio, duration), reader, sized
+    return VideoInfo(path, frame_count, fps, width, height, has_audio, duration, display), reader, sized
 
 
 def _positive_int(value, name: str, flag: str, minimum: int = 1) -> int:
@@ -211,15 +227,17 @@ def frame_indices(frame_count: int, frames: int, stride: int, start: int, name: 
                      f"stride={stride}, start={start} needs frame {last}. To fix: use {fix}.")
 
 
-def _decode_and_resize(path: Path, indices: list[int], size: tuple[int, int]) -> np.ndarray:
-    """Decode `indices` at source size, one frame at a time (bounded memory), resized to `size`."""
-    reader = _open_reader(path)
+def _decode_and_resize(info: VideoInfo, indices: list[int], size: tuple[int, int]) -> np.ndarray:
+    """Decode `indices` at the decoder's own size, one frame at a time (bounded memory), upright, resized to `size`."""
+    from .orientation import apply_display
+
+    reader = _open_reader(info.path)
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
     try:
         for k, index in enumerate(indices):
-            out[k] = restore_size(reader.get_batch([index]).asnumpy(), size)[0]
+            out[k] = restore_size(apply_display(reader.get_batch([index]).asnumpy(), info.display), size)[0]
     except Exception as exc:  # DECORDError on a damaged stream
-        raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{path}' ({exc}). "
+        raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({exc}). "
                          f"To fix: re-encode the video with ffmpeg, or pick other frames with --start.") from exc
     return out
 
@@ -247,21 +265,26 @@ def select_span(info: VideoInfo, frames: int | None, stride: int, start: int, *,
     return frame_indices(info.frame_count, frames, stride, start, name=f"'{info.path.name}'")
 
 
-def _decode_chunked(reader, path: Path, indices: list[int], size: tuple[int, int], resized: bool) -> np.ndarray:
-    """uint8 (len(indices), H, W, 3) at `size`, decoded `READ_CHUNK` frames at a time into one array."""
+def _decode_chunked(reader, info: VideoInfo, indices: list[int], size: tuple[int, int], resized: bool) -> np.ndarray:
+    """uint8 (len(indices), H, W, 3) upright at `size`, decoded `READ_CHUNK` frames at a time into one array."""
+    from .orientation import apply_display
+
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
     try:
         if not resized:
             raise ValueError("reader decodes at source size")
         for i in range(0, len(indices), READ_CHUNK):
             batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
-            if batch.shape[1:3] != (size[1], size[0]):  # decoder ignored the size (rotated input): resize here
+            if batch.ndim != 4 or batch.shape[-1] != 3:  # decord mis-shapes some resized rotated frames
+                raise ValueError(f"decoder returned frames of shape {batch.shape}")
+            batch = apply_display(batch, info.display)
+            if batch.shape[1:3] != (size[1], size[0]):  # decoder ignored the size: resize here
                 batch = restore_size(batch, size)
             out[i:i + len(batch)] = batch
     except Exception:
         # decord's resizer rejects some small widths (8, 16, 24, 48, 72 px: "DECORDArrayCopyFromTo:
-        # The size must exactly match"); decode at source size one frame at a time instead.
-        out = _decode_and_resize(path, indices, size)
+        # The size must exactly match"); decode at its own size one frame at a time instead.
+        out = _decode_and_resize(info, indices, size)
     return out
 
 
@@ -286,12 +309,12 @@ def read_clip(path: str | os.PathLike, *, frames: int | None = 16, stride: int =
     if check is not None:
         check(len(indices))
     model_w, model_h = model_size_for(info.width, info.height, size)
-    batch = _decode_chunked(reader, info.path, indices, (model_w, model_h), sized)
+    batch = _decode_chunked(reader, info, indices, (model_w, model_h), sized)
     first, end = indices[0], min(indices[-1] + stride, info.frame_count)  # the span played at fps / stride
     return Clip(frames=batch, fps=info.fps, indices=indices,
                 source_size=(info.width, info.height), model_size=(model_w, model_h),
                 start_time=float(first / info.fps), end_time=float(end / info.fps),
-                has_audio=info.has_audio, path=info.path, stride=stride)
+                has_audio=info.has_audio, path=info.path, stride=stride, display=info.display)
 
 
 def _check_frames(frames: np.ndarray) -> np.ndarray:
