@@ -27,7 +27,8 @@ FLAG_KEYS = {
     "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
     "method": "guidance.method", "scheme": "guidance.scheme", "n": "guidance.n",
     "repeats": "guidance.repeats", "strength": "guidance.strength",
-    "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype",
+    "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
+    "lora": "model.loras",
 }
 
 
@@ -69,7 +70,11 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--scheme", choices=SCHEMES)
     p.add_argument("--n", type=int, help="network evaluations in the clean estimate (4; Heun: solver steps)")
     p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
-    p.add_argument("--strength", type=float, help="style guidance strength (1.5 = 0.2 x CFG 7.5)")
+    p.add_argument("--strength", type=float, help="style guidance strength, relative to --cfg-scale (0.2)")
+    p.add_argument("--denoise", type=float, metavar="S",
+                   help="start from the source noised to fraction S of the schedule (0 < S <= 1; default 1: pure noise)")
+    p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
+                   help="a LoRA (image or motion) to apply, with its scale (default 1.0); repeatable")
     p.add_argument("--no-guidance", dest="no_guidance", action="store_true", help="sample without style guidance")
     p.add_argument("--depth-model", dest="depth_model", help="midas (default), tiny, or a transformers depth model id")
 

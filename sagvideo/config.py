@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,25 +21,38 @@ import yaml
 from . import defaults
 from .errors import ConfigError
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_PACKAGE = "sagvideo"  # configs ship inside the package: sagvideo/configs/*.yaml
 MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
 NOISE_SCHEMES = ("independent", "shuffled")
+BETA_SCHEDULES = ("linear", "scaled_linear")
+TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
 MAX_FRAMES = 1_000_000
 
 
 @dataclass
 class ModelConfig:
-    """Which networks to use: hub ids or local folders, or the offline `tiny` preset."""
+    """Which networks to use, and how they live in memory.
 
-    preset: str = "default"  # "default": the ids below; "tiny": small random weights, offline
+    base, motion_adapter, controlnet, vae, clip_vision: a hub id, a diffusers folder, or a single
+    checkpoint file (.safetensors; .ckpt/.pth are pickles: only from sources you trust).
+    """
+
+    preset: str = "default"  # "default": the models below; "tiny": small random weights, offline
     base: str = defaults.DEFAULT_BASE
     motion_adapter: str = defaults.DEFAULT_MOTION_ADAPTER
     controlnet: str = defaults.DEFAULT_CONTROLNET
+    vae: str = ""  # "" = the base model's VAE
     clip_vision: str = defaults.DEFAULT_CLIP_VISION
+    single_file_config: str = defaults.DEFAULT_BASE  # configs for single-file checkpoints (hub id or folder)
+    loras: list = field(default_factory=list)  # "PATH" or "PATH:SCALE", image or motion LoRAs
     depth: str = "midas"  # "midas" (controlnet-aux), "tiny", or a transformers depth model id
     device: str = "auto"  # "auto" = cuda when available
     dtype: str = "auto"  # "auto" = float16 on CUDA, float32 on CPU
     compile: bool = False  # torch.compile the UNet and ControlNet (slow first step; see bench pipeline)
+    attention_slicing: bool = False  # attention in slices: less memory, a little slower
+    vae_slicing: bool = False  # VAE encode/decode one frame at a time
+    vae_tiling: bool = False  # VAE encode/decode in overlapping tiles (large frames)
+    cpu_offload: bool = False  # keep each network on the CPU until it runs (accelerate hooks; CUDA only)
 
 
 @dataclass
@@ -66,6 +80,13 @@ class SamplingConfig:
     controlnet_scale: float = 1.0
     negative_prompt: str = ""
     seed: int = 0
+    denoise: float = 1.0  # 1: from pure noise; S < 1: from the source noised to fraction S of the schedule
+    # The noise schedule the motion adapter was trained with (AnimateDiff v1.5 recipe: linear betas,
+    # linspace timesteps); the image config uses SD 1.5's own (scaled_linear, leading).
+    beta_schedule: str = defaults.ANIMATEDIFF_SCHEDULE["beta_schedule"]
+    beta_start: float = defaults.ANIMATEDIFF_SCHEDULE["beta_start"]
+    beta_end: float = defaults.ANIMATEDIFF_SCHEDULE["beta_end"]
+    timestep_spacing: str = defaults.ANIMATEDIFF_SCHEDULE["timestep_spacing"]
 
 
 @dataclass
@@ -78,7 +99,7 @@ class GuidanceConfig:
     n: int = 4  # noise-prediction evaluations in the clean estimate (heun: solver steps)
     adaptive_n: bool = False  # n on the first guided step, down to 1 on the last
     repeats: int = 2  # time-travel: passes of each guided step (1 = no repeat)
-    strength: float = 1.5  # rho = strength * RMS(eps_c - eps_u) / RMS(grad); 0.2 x cfg 7.5
+    strength: float = 0.2  # relative to CFG: rho = strength * cfg_scale * RMS(eps_c - eps_u) / RMS(grad)
     start: float = 0.3  # guided steps: fraction range [start, end) of the schedule
     end: float = 0.7
     layer: int = 3  # CLIP hidden_states index for the Gram loss
@@ -116,9 +137,18 @@ _MISSING = object()
 
 
 def _coerce(kind: str, value: Any) -> Any:
-    """`value` as `kind` ("int", "float", "bool", "str", "None"), or _MISSING when it is not one."""
+    """`value` as `kind` ("int", "float", "bool", "str", "list", "None"), or _MISSING when it is not one.
+
+    A list is of strings; one string is a list of one, and a comma-free `--set` text too.
+    """
     if kind == "None":
         return None if value is None else _MISSING
+    if kind == "list":
+        if isinstance(value, str):
+            return [value] if value else []
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return list(value)
+        return _MISSING
     if isinstance(value, bool):
         return value if kind == "bool" else _MISSING
     if kind == "bool" and isinstance(value, str) and value.lower() in {"true", "false", "yes", "no", "1", "0"}:
@@ -150,7 +180,8 @@ def _check_value(key: str, value: Any, annotation: Any) -> Any:
         coerced = _coerce(kind, value)
         if coerced is not _MISSING:
             return coerced
-    wanted = " or ".join("a finite number" if k == "float" else "unset (null)" if k == "None" else k for k in kinds)
+    names = {"float": "a finite number", "None": "unset (null)", "list": "a list of text"}
+    wanted = " or ".join(names.get(k, k) for k in kinds)
     raise ConfigError(
         f"config key '{key}' must be {wanted}, got {value!r}. "
         f"Fix the value in your config file or flag."
@@ -218,18 +249,23 @@ def parse_set_items(items: list[str] | None) -> dict[str, Any]:
     return overrides
 
 
-def resolve_config_path(name_or_path: str | Path) -> Path:
-    """A YAML path, or the name of a file in `configs/` ("tiny", "video", "image", "low-memory")."""
+def shipped_configs() -> dict[str, Any]:
+    """The named configs that ship with the package: name -> resource (read with `.read_text()`)."""
+    folder = importlib.resources.files(CONFIG_PACKAGE) / "configs"
+    return {entry.name[:-5]: entry for entry in folder.iterdir() if entry.name.endswith(".yaml")}
+
+
+def resolve_config_path(name_or_path: str | Path) -> Any:
+    """A YAML file path, or the name of a shipped config ("tiny", "video", "image", "low-memory", ...)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
-    named = CONFIG_DIR / f"{name_or_path}.yaml"
-    if named.is_file():
-        return named
-    known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")) if CONFIG_DIR.is_dir() else []
+    named = shipped_configs()
+    if str(name_or_path) in named:
+        return named[str(name_or_path)]
     raise ConfigError(
-        f"config '{name_or_path}' is neither a file nor a name in {CONFIG_DIR}. "
-        f"Give a path to a YAML file" + (f" or one of: {', '.join(known)}." if known else ".")
+        f"config '{name_or_path}' is neither a file nor the name of a shipped config. "
+        f"Give a path to a YAML file or one of: {', '.join(sorted(named))}."
     )
 
 
@@ -279,6 +315,19 @@ def _validate_video(v: VideoConfig) -> None:
     _require(v.noise in NOISE_SCHEMES, "video.noise", f"must be one of {', '.join(NOISE_SCHEMES)}, got {v.noise!r}.")
 
 
+def _validate_sampling(s: SamplingConfig) -> None:
+    _in_range(s.steps, 1, 1000, "sampling.steps")
+    _require(0 < s.denoise <= 1, "sampling.denoise",
+             f"must be above 0 and at most 1 (the fraction of the schedule to run from the source), got {s.denoise}. "
+             f"To fix: use e.g. --denoise 0.6, or 1 to start from pure noise.")
+    _require(s.beta_schedule in BETA_SCHEDULES, "sampling.beta_schedule",
+             f"must be one of {', '.join(BETA_SCHEDULES)}, got {s.beta_schedule!r}.")
+    _require(0 < s.beta_start < s.beta_end < 1, "sampling.beta_start",
+             f"and sampling.beta_end must satisfy 0 < beta_start < beta_end < 1, got {s.beta_start}, {s.beta_end}.")
+    _require(s.timestep_spacing in TIMESTEP_SPACINGS, "sampling.timestep_spacing",
+             f"must be one of {', '.join(TIMESTEP_SPACINGS)}, got {s.timestep_spacing!r}.")
+
+
 def validate(config: Config) -> None:
     """Range checks that types alone do not catch: every number is bounded before anything runs."""
     v, s, g, m = config.video, config.sampling, config.guidance, config.model
@@ -286,7 +335,7 @@ def validate(config: Config) -> None:
     _require(m.dtype in ("auto", "float16", "bfloat16", "float32"), "model.dtype",
              f"must be auto, float16, bfloat16 or float32, got {m.dtype!r}.")
     _validate_video(v)
-    _in_range(s.steps, 1, 1000, "sampling.steps")
+    _validate_sampling(s)
     _in_range(s.cfg_scale, 0, 100, "sampling.cfg_scale")
     _in_range(s.controlnet_scale, 0, 10, "sampling.controlnet_scale")
     _require(0 <= s.seed < 2**64, "sampling.seed", f"must be a whole number from 0 to 2**64 - 1, got {s.seed}.")

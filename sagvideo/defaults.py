@@ -19,6 +19,13 @@ DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 DEFAULT_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"
 DEFAULT_CLIP_VISION = "openai/clip-vit-base-patch32"
 
+# Noise schedules (diffusers scheduler settings). The motion adapters were trained with the
+# AnimateDiff recipe; SD 1.5 images with its own scheduler config.
+ANIMATEDIFF_SCHEDULE = {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012,
+                        "timestep_spacing": "linspace"}
+SD15_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
+                 "timestep_spacing": "leading"}
+
 # Frames the AnimateDiff v1.5 motion modules' position table holds (`motion_max_seq_length`).
 MOTION_FRAME_LIMIT = 32
 

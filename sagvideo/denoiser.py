@@ -150,6 +150,19 @@ def decode_latents(components: Components, latents: Tensor, chunk: int = 1) -> n
     return np.concatenate(out)
 
 
+@torch.no_grad()
+def encode_frames(components: Components, frames: np.ndarray, chunk: int = 1) -> Tensor:
+    """uint8 frames (F, H, W, 3) -> latents (1, C, F, H/8, W/8): the VAE posterior means, scaled."""
+    c = components
+    out = []
+    for i in range(0, len(frames), chunk):
+        pixels = torch.from_numpy(np.ascontiguousarray(frames[i:i + chunk])).to(c.device).permute(0, 3, 1, 2)
+        pixels = (pixels.to(c.dtype) / 127.5 - 1.0)
+        out.append(c.vae.encode(pixels).latent_dist.mean * c.latent_scale)
+    latents = torch.cat(out).float()  # (F, C, h, w)
+    return latents.permute(1, 0, 2, 3).unsqueeze(0)
+
+
 def decode_frames(components: Components, latents: Tensor) -> Tensor:
     """VAE decode (N, C, h, w) -> (N, 3, H, W) in about [-1, 1]; differentiable when grad is on."""
     return components.vae.decode(latents.to(components.dtype) / components.latent_scale).sample

@@ -6,6 +6,8 @@
 * `OutputLock`: an exclusive `flock` on `.sagvideo/locks/<name>.lock` beside the output, held for
   the run. The kernel drops it when the process ends, however it ends. A second run on the same
   output fails at once naming the first; with `--overwrite` it waits for the first to finish.
+  A run removes its lock file (and the folders, when empty) as it finishes; a killed run's
+  file stays, unlocked, and is reused.
 * `clean_stale_temporaries`: the staging folders and temporary files a killed run left beside
   the output (only ever removed while holding that output's lock, so never a live run's).
 """
@@ -32,6 +34,12 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_dev, st.st_ino
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is the file now at `path`."""
+    st = os.fstat(fd)
+    return _identity(path) == (st.st_dev, st.st_ino)
 
 
 def check_not_inputs(outputs: Iterable[str | os.PathLike], inputs: Iterable[str | os.PathLike]) -> None:
@@ -66,26 +74,43 @@ class OutputLock:
         self.path = layout.main.parent / LOCK_DIR / f"{layout.main.name}.lock"
         self.wait = wait
         self._fd: int | None = None
+        self._holder = ""
 
-    def acquire(self) -> "OutputLock":
+    def _open_locked(self, blocking: bool) -> int | None:
+        """An fd holding the flock on the lock file at `self.path`, or None if another run holds it.
+
+        A holder unlinks the file when it is done, so after locking, check that the file we hold is
+        still the one at the path (else we locked an orphan: try again with the new file).
+        """
         import fcntl
 
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as exc:
-            raise InputError(f"cannot create the lock for '{self.layout.main}' in {self.path.parent} ({exc.strerror}). "
-                             f"To fix: write the output to a folder you can write to.") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
-            if not self.wait:
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:
+                continue  # the folder was removed by a finishing run between mkdir and open
+            except OSError as exc:
+                raise InputError(f"cannot create the lock for '{self.layout.main}' in {self.path.parent} "
+                                 f"({exc.strerror}). To fix: write the output to a folder you can write to.") from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                self._holder = os.pread(fd, 256, 0).decode(errors="replace").strip() or "another process"
                 os.close(fd)
-                raise InputError(f"'{self.layout.main}' is being written by another sagvideo run ({holder}). To fix: "
-                                 f"wait for it to finish, choose another -o, or pass --overwrite to wait for it "
-                                 f"and then replace its result.") from None
-            fcntl.flock(fd, fcntl.LOCK_EX)  # --overwrite: wait for the other run, then go on
+                return None
+            if _same_file(fd, self.path):
+                return fd
+            os.close(fd)
+
+    def acquire(self) -> "OutputLock":
+        fd = self._open_locked(blocking=False)
+        if fd is None and not self.wait:
+            raise InputError(f"'{self.layout.main}' is being written by another sagvideo run ({self._holder}). To fix: "
+                             f"wait for it to finish, choose another -o, or pass --overwrite to wait for it "
+                             f"and then replace its result.")
+        if fd is None:
+            fd = self._open_locked(blocking=True)  # --overwrite: wait for the other run, then go on
         os.ftruncate(fd, 0)
         started = datetime.datetime.now().isoformat(timespec="seconds")
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}".encode(), 0)
@@ -93,9 +118,17 @@ class OutputLock:
         return self
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing drops the flock; the small lock file stays for the next run
-            self._fd = None
+        """Remove the lock file (still holding the lock, so no other run holds that file), then unlock."""
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)
+        for folder in (self.path.parent, self.path.parent.parent):  # .sagvideo/locks, .sagvideo: if empty
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
 
     def __enter__(self) -> "OutputLock":
         return self.acquire()

@@ -24,12 +24,12 @@ import torch
 from .checks import check_frame_settings
 from .config import Config
 from .errors import ConfigError, InputError
-from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents
+from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
 from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
 )
 from .levers import applied_levers
-from .models.components import Components
+from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
 from .progress import ProgressDepth, SamplingProgress, expected_window_evaluations
 from .report import Stopwatch, base_report, peak_memory_mb
@@ -60,6 +60,7 @@ class Sampled:
     latents: torch.Tensor
     records: list[dict[str, Any]]
     windows: ContextWindows
+    timesteps: list[int]
     stopped_at: int | None = None
     evaluations: dict[str, int] = field(default_factory=dict)
 
@@ -78,9 +79,14 @@ class StylizeResult:
 
 
 def sag_params(config: Config) -> SAGParams:
+    """The guidance core's parameters; `guidance.strength` is relative to the CFG scale (authors' code)."""
     g = config.guidance
-    return SAGParams(strength=g.strength, start=g.start, end=g.end, n=g.n, adaptive_n=g.adaptive_n,
-                     repeats=g.repeats, method=g.method, scheme=g.scheme)
+    return SAGParams(strength=g.strength * config.sampling.cfg_scale, start=g.start, end=g.end, n=g.n,
+                     adaptive_n=g.adaptive_n, repeats=g.repeats, method=g.method, scheme=g.scheme)
+
+
+COND_ONLY_NOTE = ("guidance.cond_only: the gradient is taken through the conditional prediction alone, so the "
+                  "clean estimate the style loss sees follows the conditional ODE, not the CFG one")
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -137,12 +143,37 @@ class StylizePipeline:
         estimator = ProgressDepth(estimator) if progress else estimator
         return clip_depth(frames, estimator, cache_dir, key_extra=str((frames.shape[2], frames.shape[1])))
 
-    def prepare_latents(self, num_frames: int, size: tuple[int, int], seed: int) -> torch.Tensor:
-        """Starting noise (1, C, F, H/8, W/8) for `size` = (W, H), from `seed` (see `noise.py`)."""
+    def schedule(self) -> tuple[torch.Tensor, list[int]]:
+        """(alphas_cumprod (T,) float64 on the device, the timesteps that run), from `sampling.*`.
+
+        With `sampling.denoise` S < 1 the first steps are skipped: the last floor(S * steps) run.
+        """
+        c, s = self.components, self.config.sampling
+        alphas = alphas_cumprod_from_config({"num_train_timesteps": len(c.alphas_cumprod), "beta_schedule": s.beta_schedule,
+                                             "beta_start": s.beta_start, "beta_end": s.beta_end}).to(c.device)
+        timesteps = ddim_timesteps(len(alphas), s.steps, spacing=s.timestep_spacing)
+        return alphas, timesteps[s.steps - max(1, int(s.denoise * s.steps + 1e-9)):]
+
+    def prepare_latents(self, num_frames: int, size: tuple[int, int], seed: int,
+                        frames: np.ndarray | None = None) -> torch.Tensor:
+        """Starting latents (1, C, F, H/8, W/8) for `size` = (W, H), from `seed` (see `noise.py`).
+
+        With `sampling.denoise` < 1: the source `frames` (F, H, W, 3) encoded and noised to the
+        first timestep that runs, as video-to-video pipelines start.
+        """
         c, v = self.components, self.config.video
         factor = c.vae_scale_factor
         shape = (1, c.unet2d.config.in_channels, num_frames, size[1] // factor, size[0] // factor)
-        return initial_noise(shape, seed, c.device, scheme=v.noise, window=v.window, overlap=v.overlap)
+        noise = initial_noise(shape, seed, c.device, scheme=v.noise, window=v.window, overlap=v.overlap)
+        if self.config.sampling.denoise >= 1:
+            return noise
+        if frames is None:
+            raise InputError("sampling.denoise below 1 starts from the source, but there is none. To fix: give a "
+                             "video (or --depth-from a photo for an image), or use --denoise 1.")
+        alphas, timesteps = self.schedule()
+        a = float(alphas[timesteps[0]])
+        source = encode_frames(c, frames, self.config.guidance.decode_chunk).to(noise.dtype)
+        return a ** 0.5 * source + (1 - a) ** 0.5 * noise
 
     def windows(self, num_frames: int) -> ContextWindows:
         """The motion windows of a clip of `num_frames` frames (one window: joint sampling)."""
@@ -154,13 +185,15 @@ class StylizePipeline:
         """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W)."""
         c, s, g = self.components, self.config.sampling, self.config.guidance
         self.check_models(prompt, latents.shape[2])
-        timesteps = ddim_timesteps(len(c.alphas_cumprod), s.steps)
+        alphas, timesteps = self.schedule()
         windows = self.windows(latents.shape[2])
         params = sag_params(self.config)
-        loss_fn = self.style_loss(style) if g.enabled and g.strength > 0 else None  # strength 0: nothing to scale
-        guided = {i: params.n_at(i, s.steps) for i in params.guided_indices(s.steps)} if loss_fn else {}
-        bar = SamplingProgress(expected_window_evaluations(s.steps, guided, g.repeats, len(windows)),
-                               s.steps, len(windows), enabled=progress)
+        guiding = g.enabled and params.strength > 0  # strength 0: gradients scaled to nothing
+        loss_fn = self.style_loss(style) if guiding else None
+        steps = len(timesteps)
+        guided = {i: params.n_at(i, steps) for i in params.guided_indices(steps)} if loss_fn else {}
+        bar = SamplingProgress(expected_window_evaluations(steps, guided, g.repeats, len(windows)),
+                               steps, len(windows), enabled=progress)
         text = c.encode_prompt([s.negative_prompt, prompt])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
@@ -177,9 +210,9 @@ class StylizePipeline:
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
         with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing):
-            result = sample(eps_fn, latents, c.alphas_cumprod, timesteps, loss_fn=loss_fn, params=params,
+            result = sample(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
                             generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
-        return Sampled(result.x0, records, windows, result.stopped_at, bar.counts())
+        return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts())
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Clean latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3) at model size."""
@@ -200,7 +233,7 @@ class StylizePipeline:
         with clock.stage("depth"):
             if inputs.depth is None and inputs.frames is not None:
                 inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
-        latents = self.prepare_latents(inputs.num_frames, inputs.size, seed)
+        latents = self.prepare_latents(inputs.num_frames, inputs.size, seed, inputs.frames)
         with clock.stage("sampling"):
             sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
                                   progress=progress)
@@ -208,8 +241,13 @@ class StylizePipeline:
             out = self.decode(sampled.latents)
         report = base_report(self.config, components, seed, kind)
         report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
-                      evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
+                      timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
                       seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
+        if self.config.sampling.denoise < 1:
+            report["denoise"] = {"fraction": self.config.sampling.denoise, "steps_run": len(sampled.timesteps),
+                                 "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
+        if self.config.guidance.cond_only and sampled.records:
+            report["guidance_note"] = COND_ONLY_NOTE
         return StylizeResult(out, report, out, inputs.depth, _to_uint8(inputs.style))
 
     # ------------------------------------------------------------------ helpers

@@ -2,11 +2,11 @@
 
 import pytest
 
-from sagvideo.config import CONFIG_DIR, Config, load_config, merge, parse_set_items
+from sagvideo.config import Config, load_config, merge, parse_set_items, shipped_configs
 from sagvideo.errors import ConfigError
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(shipped_configs()))
 def test_every_shipped_config_loads(name):
     assert isinstance(load_config(name), Config)
 
@@ -50,3 +50,30 @@ def test_missing_named_config_lists_the_known_ones(tmp_path):
     bad.write_text("guidance: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_the_default_schedule_is_the_one_animatediff_samples_with():
+    """Our alphas and timesteps equal diffusers' DDIM set up with the AnimateDiff recipe."""
+    import torch
+    from diffusers import DDIMScheduler
+
+    from sagvideo.guidance import ddim_timesteps
+    from sagvideo.models.components import alphas_cumprod_from_config
+
+    s = load_config("video").sampling
+    assert Config().sampling == s  # the defaults are the video recipe
+    reference = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
+                              steps_offset=1, timestep_spacing="linspace")
+    reference.set_timesteps(s.steps)
+    ours = alphas_cumprod_from_config({"num_train_timesteps": 1000, "beta_schedule": s.beta_schedule,
+                                       "beta_start": s.beta_start, "beta_end": s.beta_end})
+    assert torch.allclose(ours.float(), reference.alphas_cumprod, rtol=1e-6)
+    assert ddim_timesteps(1000, s.steps, spacing=s.timestep_spacing) == reference.timesteps.tolist()
+    image = load_config("image").sampling  # SD 1.5's own schedule for images
+    sd = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+    sd.set_timesteps(image.steps)
+    assert image.beta_schedule == "scaled_linear"
+    assert ddim_timesteps(1000, image.steps, spacing=image.timestep_spacing) == sd.timesteps.tolist()
+    trailing = DDIMScheduler(timestep_spacing="trailing")
+    trailing.set_timesteps(25)
+    assert ddim_timesteps(1000, 25, spacing="trailing") == trailing.timesteps.tolist()

@@ -298,5 +298,5 @@ def test_a_tiny_run_reports_the_models_that_ran(capsys, clip, style, tmp_path):
     code, text = run(capsys, "stylize", clip, "--style", style, "--prompt", "x", "-o", out, *FAST)
     assert code == 0, text
     model = json.loads(out.with_suffix(".json").read_text())["config"]["model"]
-    assert model["base"] == model["controlnet"] == "tiny (random weights)"
-    assert "stable-diffusion" not in json.dumps(model)
+    assert model["base"] == model["controlnet"] == model["motion_adapter"] == model["clip_vision"] == "tiny (random weights)"
+    assert all("stable-diffusion" not in str(model[role]) for role in ("base", "vae", "single_file_config"))

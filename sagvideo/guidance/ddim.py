@@ -90,12 +90,24 @@ def estimate_grid(t: int, n: int, alphas_cumprod: Tensor) -> EstimateGrid:
     return EstimateGrid(tuple(points), alphas)
 
 
-def ddim_timesteps(num_train_timesteps: int, num_steps: int, offset: int = 1) -> list[int]:
-    """Sampling timesteps, high to low, with DDIM's "leading" spacing and SD's offset of 1."""
+def ddim_timesteps(num_train_timesteps: int, num_steps: int, offset: int = 1, spacing: str = "leading") -> list[int]:
+    """Sampling timesteps, high to low, spaced as diffusers' DDIM `timestep_spacing` does.
+
+    "leading": every T // steps from `offset` (SD 1.5's default, with its offset of 1);
+    "linspace": evenly from 0 to T - 1 (the AnimateDiff recipe); "trailing": evenly down from T - 1.
+    """
     if not 1 <= num_steps <= num_train_timesteps:
         raise ValueError(
             f"num_steps must be between 1 and {num_train_timesteps} (the model's training "
             f"timesteps), got {num_steps}."
         )
-    ratio = num_train_timesteps // num_steps
-    return [min(i * ratio + offset, num_train_timesteps - 1) for i in range(num_steps)][::-1]
+    if spacing == "leading":
+        ratio = num_train_timesteps // num_steps
+        return [min(i * ratio + offset, num_train_timesteps - 1) for i in range(num_steps)][::-1]
+    if spacing == "linspace":
+        points = torch.linspace(0, num_train_timesteps - 1, num_steps, dtype=torch.float64).round()
+        return [int(t) for t in points.flip(0)]
+    if spacing == "trailing":
+        step = num_train_timesteps / num_steps
+        return [int(round(num_train_timesteps - i * step)) - 1 for i in range(num_steps)]
+    raise ValueError(f"unknown timestep spacing {spacing!r}; use leading, linspace or trailing.")
