@@ -27,7 +27,8 @@ from .pipeline import StepCallback, StylizePipeline, StylizeResult
 from .report import Stopwatch
 from .runtime import Runtime
 from .video.depth import load_depth_dir
-from .video.io import Clip, model_size_for, read_clip, restore_size
+from .video.frames import restore_size
+from .video.io import Clip, model_size_for, read_clip
 
 
 def read_video_clip(video: str | os.PathLike, config: Config, *, for_sampling: bool = True) -> Clip:

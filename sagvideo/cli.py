@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .defaults import GRADIENT_METHODS, SCHEMES
+from .defaults import GRADIENT_METHODS, GUIDANCE_METHODS, SCHEMES
 from .errors import SagVideoError
 from .version import package_version
 
@@ -25,7 +25,7 @@ FLAG_KEYS = {
     "overlap": "video.overlap", "preview": "output.preview",
     "steps": "sampling.steps", "cfg_scale": "sampling.cfg_scale", "seed": "sampling.seed",
     "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
-    "method": "guidance.method", "scheme": "guidance.scheme", "n": "guidance.n",
+    "guidance": "guidance.method", "gradient": "guidance.gradient", "scheme": "guidance.scheme", "n": "guidance.n",
     "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
     "lora": "model.loras",
@@ -66,7 +66,8 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--negative-prompt", dest="negative_prompt")
     p.add_argument("--controlnet-scale", dest="controlnet_scale", type=float, help="depth conditioning weight (1.0)")
     p.add_argument("--seed", type=int, help="same seed + inputs = same output (default 0)")
-    p.add_argument("--method", choices=GRADIENT_METHODS, help="how the guidance gradient is taken (symplectic)")
+    p.add_argument("--guidance", choices=GUIDANCE_METHODS, help="guidance method (sag; see README: Guidance methods)")
+    p.add_argument("--gradient", choices=GRADIENT_METHODS, help="how SAG takes its gradient (symplectic)")
     p.add_argument("--scheme", choices=SCHEMES)
     p.add_argument("--n", type=int, help="network evaluations in the clean estimate (4; Heun: solver steps)")
     p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
@@ -199,7 +200,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
     from .layout import OutputLayout
     from .pipeline import StylizePipeline
     from .video.depth import depth_to_uint8
-    from .video.io import write_frames_dir
+    from .video.write import write_frames_dir
 
     config = config_from_args(args)
     check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work

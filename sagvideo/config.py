@@ -94,7 +94,8 @@ class GuidanceConfig:
     """Symplectic Adjoint Guidance toward the style image (see DESIGN section 2)."""
 
     enabled: bool = True
-    method: str = "symplectic"  # how the gradient is taken: symplectic | direct | adjoint
+    method: str = "sag"  # the guidance method: sag | freedom | ug | mpgd | doodl (see method_settings.py)
+    gradient: str = "symplectic"  # how SAG takes its gradient: symplectic | direct | adjoint
     scheme: str = "euler"  # euler (DDIM) | heun
     n: int = 4  # noise-prediction evaluations in the clean estimate (heun: solver steps)
     adaptive_n: bool = False  # n on the first guided step, down to 1 on the last
@@ -118,6 +119,8 @@ class OutputConfig:
     overwrite: bool = False
     crf: int = 18
     preview: int = 0  # every k steps, write the decoded clean estimate of a few frames (0: off)
+    metrics: bool = True  # warp error, flicker, style distance, CLIP consistency, depth fidelity in the report
+    plot: bool = True  # OUT.plot.png: loss per guided pass and the per-frame metrics
 
 
 @dataclass
@@ -339,8 +342,10 @@ def validate(config: Config) -> None:
     _in_range(s.cfg_scale, 0, 100, "sampling.cfg_scale")
     _in_range(s.controlnet_scale, 0, 10, "sampling.controlnet_scale")
     _require(0 <= s.seed < 2**64, "sampling.seed", f"must be a whole number from 0 to 2**64 - 1, got {s.seed}.")
-    _require(g.method in defaults.GRADIENT_METHODS, "guidance.method",
-             f"must be one of {', '.join(defaults.GRADIENT_METHODS)}, got {g.method!r}.")
+    _require(g.method in defaults.GUIDANCE_METHODS, "guidance.method",
+             f"must be one of {', '.join(defaults.GUIDANCE_METHODS)}, got {g.method!r}.")
+    _require(g.gradient in defaults.GRADIENT_METHODS, "guidance.gradient",
+             f"must be one of {', '.join(defaults.GRADIENT_METHODS)}, got {g.gradient!r}.")
     _require(g.scheme in defaults.SCHEMES, "guidance.scheme",
              f"must be one of {', '.join(defaults.SCHEMES)}, got {g.scheme!r}.")
     _in_range(g.n, 1, 1000, "guidance.n")

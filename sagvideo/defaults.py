@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import math
 
+# Guidance methods of the pipeline (guidance/methods/); "gfcg" needs a class-conditional model
+# and a classifier, so it lives in the benchmark only (README: Guidance methods).
+GUIDANCE_METHODS = ("sag", "freedom", "ug", "mpgd", "doodl")
 # How the guidance gradient is taken through the n-step clean estimate (guidance/adjoint.py).
 GRADIENT_METHODS = ("symplectic", "direct", "adjoint")
 # The ODE solver of the clean estimate (guidance/euler.py, guidance/heun.py).

@@ -143,7 +143,7 @@ def clean_stale_temporaries(layout: OutputLayout) -> list[Path]:
     Call only while holding the output's `OutputLock`: then no live run owns them.
     """
     removed = []
-    paths = (layout.main, layout.report, layout.contact_sheet, layout.gif, layout.frames_dir, layout.preview)
+    paths = (layout.main, layout.report, layout.contact_sheet, layout.plot, layout.gif, layout.frames_dir, layout.preview)
     for path in paths:
         candidates = [*path.parent.glob(staging_pattern(path)), *path.parent.glob(temp_file_pattern(path))]
         for leftover in candidates:

@@ -1,6 +1,6 @@
 """The names of a job's files: one owner, used by the writers, the batch and the checks.
 
-For an output `clip.mp4`: `clip.json` (report), `clip.contact.png`, `clip.gif`, `clip_frames/`,
+For an output `clip.mp4`: `clip.json` (report), `clip.contact.png`, `clip.plot.png`, `clip.gif`, `clip_frames/`,
 `clip.preview.png` (live preview while it runs), and the depth cache `.sagvideo-depth/` in the
 same folder. A batch job `<id>` writes `OUTDIR/<id>.mp4` and the same companions.
 """
@@ -49,6 +49,10 @@ class OutputLayout:
         return self.main.with_name(f"{self.main.stem}_frames")
 
     @property
+    def plot(self) -> Path:
+        return self.main.with_name(f"{self.main.stem}.plot.png")
+
+    @property
     def preview(self) -> Path:
         return self.main.with_name(f"{self.main.stem}.preview.png")
 
@@ -58,7 +62,7 @@ class OutputLayout:
 
     def names(self) -> tuple[str, ...]:
         """File names a job may create in its folder (for collision checks between jobs)."""
-        paths = (self.main, self.report, self.contact_sheet, self.gif, self.frames_dir, self.preview)
+        paths = (self.main, self.report, self.contact_sheet, self.plot, self.gif, self.frames_dir, self.preview)
         return tuple(p.name for p in paths)
 
     def planned(self, output: Any) -> dict[str, Path]:
@@ -70,6 +74,8 @@ class OutputLayout:
             paths["frames_dir"] = self.frames_dir
         if output.contact_sheet:
             paths["contact_sheet"] = self.contact_sheet
+        if output.plot:
+            paths["plot"] = self.plot
         paths["report"] = self.report
         return paths
 

@@ -19,10 +19,13 @@ from .errors import InputError
 from .files import check_output_path, publish, staging_dir
 from .images import contact_sheet, write_image
 from .layout import OutputLayout
+from .metrics.plot import plot_run
 from .pipeline import StepCallback, StylizePipeline, StylizeResult
 from .report import TINY_LABEL, mark_stage, write_report
 from .video.depth import depth_to_uint8
-from .video.io import VIDEO_SUFFIXES, Clip, ResizedFrames, write_frames_dir, write_gif, write_video
+from .video.frames import ResizedFrames
+from .video.io import Clip
+from .video.write import VIDEO_SUFFIXES, write_frames_dir, write_gif, write_video
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 GIF_MAX_SIDE = 512  # the GIF is a preview: its long side is capped, whatever the source size
@@ -82,6 +85,9 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
             contact_sheet({"input": list(clip.frames), "depth": list(depth_to_uint8(result.depth)),
                            "output": list(result.model_frames), "style": [result.style]},
                           staged["contact_sheet"], note=TINY_LABEL if "label" in report else "")
+        if output.plot:
+            plot_run(staged["plot"], [r["loss"] for r in report["guided_steps"]],
+                     report.get("metrics", {}).get("per_frame", {}))
         report["seconds"]["write"] = round(time.perf_counter() - start, 4)
         width, height = clip.source_size
         report.update(status="complete", outputs={k: str(v) for k, v in final.items() if k != "report"},

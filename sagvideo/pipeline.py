@@ -82,7 +82,7 @@ def sag_params(config: Config) -> SAGParams:
     """The guidance core's parameters; `guidance.strength` is relative to the CFG scale (authors' code)."""
     g = config.guidance
     return SAGParams(strength=g.strength * config.sampling.cfg_scale, start=g.start, end=g.end, n=g.n,
-                     adaptive_n=g.adaptive_n, repeats=g.repeats, method=g.method, scheme=g.scheme)
+                     adaptive_n=g.adaptive_n, repeats=g.repeats, gradient=g.gradient, scheme=g.scheme)
 
 
 COND_ONLY_NOTE = ("guidance.cond_only: the gradient is taken through the conditional prediction alone, so the "
@@ -239,6 +239,8 @@ class StylizePipeline:
                                   progress=progress)
         with clock.stage("decode"):
             out = self.decode(sampled.latents)
+        with clock.stage("metrics"):
+            metrics = self.measure(out, inputs.frames, inputs.depth, inputs.style) if self.config.output.metrics else None
         report = base_report(self.config, components, seed, kind)
         report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
@@ -248,7 +250,27 @@ class StylizePipeline:
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
         if self.config.guidance.cond_only and sampled.records:
             report["guidance_note"] = COND_ONLY_NOTE
+        if metrics is not None:
+            report["metrics"] = metrics
         return StylizeResult(out, report, out, inputs.depth, _to_uint8(inputs.style))
+
+    def measure(self, frames: np.ndarray, source: np.ndarray | None, depth: np.ndarray | None,
+                style: torch.Tensor) -> dict[str, Any]:
+        """Quality metrics of output frames (F, H, W, 3) against the source frames and depth (see `metrics`).
+
+        Without source frames (an image from pure noise) the output stands in for the source:
+        the temporal metrics are then undefined for F = 1 anyway.
+        """
+        from .metrics import compute_metrics
+
+        c = self.components
+        return compute_metrics(
+            frames, source if source is not None else frames,
+            per_frame_loss=GramStyleLoss(c.clip_vision, style, layer=self.config.guidance.layer).per_frame,
+            clip_model=c.clip_vision,
+            depth_estimator=self.runtime.depth_estimator() if depth is not None else None,
+            input_depth=depth,
+        )
 
     # ------------------------------------------------------------------ helpers
 

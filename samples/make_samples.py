@@ -1,7 +1,7 @@
 """Make the quick-start samples: a short rendered clip with audio, and a style image.
 
 Run from the repository root: `python samples/make_samples.py`. Everything is generated here
-(no third-party media), so the samples are free to use. Writes samples/clip.mp4 (3 s, 24 fps,
+(no third-party media), so the samples are free to use. Writes samples/clip.mp4 (6 s, 144 frames at 24 fps,
 384x216, a ball rolling past a box, with a tone) and samples/style.png (swirling brush strokes).
 """
 
@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from sagvideo.video.io import ffmpeg_exe, write_video
+from sagvideo.video.ffmpeg import ffmpeg_exe
+from sagvideo.video.write import write_video
 
 HERE = Path(__file__).resolve().parent
-W, H, FPS, SECONDS = 384, 216, 24, 3
+W, H, FPS, SECONDS = 384, 216, 24, 6
 
 
 def render_frame(i: int, n: int) -> np.ndarray:

@@ -106,7 +106,9 @@ def test_invalid_config_keys_and_values_are_named(capsys, tmp_path, out_dir, cli
     code, text = run(capsys, *common, "--set", "guidance.nn=3")
     assert_failed_cleanly(code, text, out_dir, "guidance.nn", "did you mean 'guidance.n'")
     code, text = run(capsys, *common, "--set", "guidance.method=magic")
-    assert_failed_cleanly(code, text, out_dir, "guidance.method", "symplectic")
+    assert_failed_cleanly(code, text, out_dir, "guidance.method", "sag, freedom")
+    code, text = run(capsys, *common, "--set", "guidance.gradient=magic")
+    assert_failed_cleanly(code, text, out_dir, "guidance.gradient", "symplectic")
     bad = tmp_path / "bad.yaml"
     bad.write_text("sampling:\n  steps: many\n")
     code, text = run(capsys, *common, "--config", bad)

@@ -104,3 +104,34 @@ def test_frames_all_on_an_image_is_refused(fixtures, runtime):
     config = load_config(["image", "tiny"], {"video.frames": "all"})
     with pytest.raises(ConfigError, match="'video.frames' is 'all'.*an image is one frame"):
         stylize_image("x", fixtures / "starry_night.jpg", config=config, runtime=runtime)
+
+
+def test_every_run_reports_quality_metrics_and_plots_them(fixtures, runtime, tmp_path):
+    out = tmp_path / "m.mp4"
+    config = load_config("tiny", {**LONG, "video.frames": 6})
+    report = stylize_to_files(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x", out,
+                              config=config, runtime=runtime)
+    metrics = report["metrics"]
+    for name in ("warp_error", "warp_error_source", "flicker", "style_distance", "clip_consistency", "depth_fidelity"):
+        assert metrics[name] is not None and np.isfinite(metrics[name]), name
+        assert len(metrics["per_frame"][name]) == 6, name
+    assert metrics["warp_error"] >= 0 and -1 <= metrics["depth_fidelity"] <= 1
+    from PIL import Image
+
+    with Image.open(tmp_path / "m.plot.png") as plot:
+        assert plot.size[0] > 100
+    off = stylize_video(fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x", runtime=runtime,
+                        config=load_config("tiny", {**LONG, "video.frames": 2, "output.metrics": False}))
+    assert "metrics" not in off.report
+
+
+def test_denoise_runs_the_last_fraction_of_the_schedule_from_the_source(fixtures, runtime):
+    args = (fixtures / "bigbuckbunny.mp4", fixtures / "starry_night.jpg", "x")
+    base = {**LONG, "video.frames": 4, "sampling.steps": 10, "guidance.start": 0.0, "guidance.end": 0.5}
+    full = stylize_video(*args, config=load_config("tiny", base), runtime=runtime).report
+    part = stylize_video(*args, config=load_config("tiny", {**base, "sampling.denoise": 0.4}), runtime=runtime).report
+    assert len(full["timesteps"]) == 10 and part["timesteps"] == full["timesteps"][6:]  # the last 40%
+    assert part["denoise"] == {"fraction": 0.4, "steps_run": 4, "steps_skipped": 6}
+    assert [r["index"] for r in part["guided_steps"]] == [0, 1]  # the guided range applies to the 4 steps run
+    with pytest.raises(Exception, match="sampling.denoise"):
+        load_config("tiny", {"sampling.denoise": 1.5})

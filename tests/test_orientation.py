@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from sagvideo.errors import InputError
-from sagvideo.video.io import ffmpeg_exe, probe_video
+from sagvideo.video.ffmpeg import ffmpeg_exe
+from sagvideo.video.io import probe_video
 from sagvideo.video.orientation import Display, apply_display, decoder_size_for, parse_display, probe_display
 
 from _fixtures import require_fixture

@@ -102,8 +102,8 @@ def test_style_images_in_any_mode_are_converted(fixtures, runtime, tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     {"guidance.cond_only": True, "guidance.gradient_checkpointing": True, "guidance.decode_chunk": 2},
-    {"guidance.method": "direct", "guidance.scheme": "heun"},
-    {"guidance.method": "adjoint", "guidance.adaptive_n": True, "guidance.n": 3, "sampling.steps": 8},
+    {"guidance.gradient": "direct", "guidance.scheme": "heun"},
+    {"guidance.gradient": "adjoint", "guidance.adaptive_n": True, "guidance.n": 3, "sampling.steps": 8},
 ])
 def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, overrides):
     config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 4, "guidance.repeats": 1, **overrides})

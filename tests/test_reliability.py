@@ -18,7 +18,8 @@ import pytest
 import sagvideo
 from sagvideo.cli import main
 from sagvideo.files import current_umask
-from sagvideo.video.io import ffmpeg_exe, probe_video, read_clip
+from sagvideo.video.ffmpeg import ffmpeg_exe
+from sagvideo.video.io import probe_video, read_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--config", "tiny", "--frames", "2", "--steps", "2", "--size", "64", "--quiet"]
@@ -141,7 +142,7 @@ def test_a_run_killed_in_any_stage_leaves_nothing_after_the_next_run(clip, style
     done = cli(args)
     _, err = done.communicate(timeout=300)
     assert done.returncode == 0, err
-    assert leftovers(out.parent) == ["o.contact.png", "o.gif", "o.json", "o.mp4", "o_frames"]  # no staging left
+    assert leftovers(out.parent) == ["o.contact.png", "o.gif", "o.json", "o.mp4", "o.plot.png", "o_frames"]  # no staging
 
 
 @pytest.mark.slow
@@ -264,7 +265,7 @@ def test_outputs_follow_the_users_umask_without_changing_it(clip, style, tmp_pat
                preexec_fn=lambda: os.umask(0o027))
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    for path in (out, out.with_suffix(".json"), tmp_path / "o.contact.png"):
+    for path in (out, out.with_suffix(".json"), tmp_path / "o.contact.png", tmp_path / "o.plot.png"):
         assert path.stat().st_mode & 0o777 == 0o640, path
     old = os.umask(0o022)
     try:

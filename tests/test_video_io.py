@@ -15,7 +15,7 @@ from PIL import Image
 
 from sagvideo.errors import InputError
 from sagvideo import files
-from sagvideo.video import io
+from sagvideo.video import ffmpeg, frames as vframes, io, write
 
 from _fixtures import require_fixture
 REPO = Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ def bunny() -> Path:
 def make_clip(folder: Path, name: str, *, size="64x48", rate="25", frames=10, audio=False) -> Path:
     """Encode a testsrc2 clip (moving pattern) with the ffmpeg binary, optionally with a sine tone."""
     path = folder / name
-    cmd = [io.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
+    cmd = [ffmpeg.ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}"]
     if audio:
         cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"]
     cmd += ["-frames:v", str(frames), "-c:v", "libx264", "-pix_fmt", "yuv420p"]
@@ -96,7 +96,7 @@ def test_read_clip_returns_the_requested_frames(tmp_path):
     # Frame i is a flat gray of level 10 * i, so each decoded frame says which index it came from.
     levels = np.arange(20) * 10
     frames = np.broadcast_to(levels[:, None, None, None], (20, 48, 64, 3)).astype(np.uint8)
-    path = io.write_video(frames, tmp_path / "levels.mp4", 25, crf=0, preset="ultrafast")
+    path = write.write_video(frames, tmp_path / "levels.mp4", 25, crf=0, preset="ultrafast")
     for size in (48, 72):  # model sizes 64x48 and 96x72
         clip = io.read_clip(path, frames=4, stride=3, start=5, size=size)
         assert np.round(clip.frames.reshape(4, -1).mean(axis=1) / 10).tolist() == [5, 8, 11, 14]
@@ -110,7 +110,7 @@ def test_decord_resize_fallback_for_widths_it_rejects(tmp_path):
     import decord
 
     source = decord.VideoReader(str(path)).get_batch([0, 1, 2]).asnumpy()
-    assert np.abs(io.restore_size(source, (72, 128)).astype(int) - clip.frames).mean() < 1
+    assert np.abs(vframes.restore_size(source, (72, 128)).astype(int) - clip.frames).mean() < 1
 
 
 def test_read_clip_decodes_only_needed_frames(bunny):
@@ -132,7 +132,7 @@ def test_read_clip_decodes_only_needed_frames(bunny):
 
 def test_restore_size(bunny):
     clip = io.read_clip(bunny, frames=2, stride=50, size=128)
-    restored = io.restore_size(clip.frames, clip.source_size)
+    restored = vframes.restore_size(clip.frames, clip.source_size)
     assert restored.shape == (2, 720, 1280, 3) and restored.dtype == np.uint8
     import decord
 
@@ -171,7 +171,7 @@ def test_not_a_video(tmp_path):
     with pytest.raises(InputError, match="still image"):
         io.read_clip(fake)
     audio_only = tmp_path / "tone.mp4"
-    subprocess.run([io.ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.3",
+    subprocess.run([ffmpeg.ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", "sine=duration=0.3",
                     "-c:a", "aac", str(audio_only)], check=True)
     with pytest.raises(InputError, match="no video stream"):
         io.probe_video(audio_only)
@@ -185,7 +185,7 @@ def test_not_a_video(tmp_path):
 @pytest.mark.parametrize("rate", [Fraction(25), Fraction(30000, 1001)])
 def test_write_video_exact_rate(tmp_path, rate):
     frames = np.random.default_rng(0).integers(0, 255, (12, 48, 64, 3), dtype=np.uint8)
-    out = io.write_video(frames, tmp_path / "out.mp4", rate, preset="ultrafast")
+    out = write.write_video(frames, tmp_path / "out.mp4", rate, preset="ultrafast")
     info = io.probe_video(out)
     assert info.fps == rate and info.frame_count == 12 and not info.has_audio
     assert leftovers(tmp_path) == []
@@ -194,7 +194,7 @@ def test_write_video_exact_rate(tmp_path, rate):
 def test_roundtrip_ntsc_with_audio_span(ntsc_clip, tmp_path):
     clip = io.read_clip(ntsc_clip, frames=30, start=15, size=64)
     assert clip.has_audio and clip.start_time == pytest.approx(15 * 1001 / 30000)
-    out = io.write_video(clip.frames, tmp_path / "styled.mp4", clip.output_fps,
+    out = write.write_video(clip.frames, tmp_path / "styled.mp4", clip.output_fps,
                          audio_from=clip.path, audio_span=clip.audio_span, preset="ultrafast")
     info = io.probe_video(out)
     assert info.fps == Fraction(30000, 1001) and info.frame_count == 30 and info.has_audio
@@ -205,7 +205,7 @@ def test_roundtrip_ntsc_with_audio_span(ntsc_clip, tmp_path):
 
 def test_real_clip_with_stride_keeps_speed_and_audio(bunny, tmp_path):
     clip = io.read_clip(bunny, frames=8, stride=3, start=20, size=64)
-    out = io.write_video(clip.frames, tmp_path / "bunny.mp4", clip.output_fps,
+    out = write.write_video(clip.frames, tmp_path / "bunny.mp4", clip.output_fps,
                          audio_from=bunny, audio_span=clip.audio_span, preset="ultrafast")
     info = io.probe_video(out)
     assert info.fps == Fraction(25, 3) and info.frame_count == 8 and info.has_audio
@@ -214,7 +214,7 @@ def test_real_clip_with_stride_keeps_speed_and_audio(bunny, tmp_path):
 
 def test_write_video_odd_size(tmp_path):
     frames = np.random.default_rng(1).integers(0, 255, (3, 33, 47, 3), dtype=np.uint8)
-    info = io.probe_video(io.write_video(frames, tmp_path / "odd.mp4", 10, preset="ultrafast"))
+    info = io.probe_video(write.write_video(frames, tmp_path / "odd.mp4", 10, preset="ultrafast"))
     assert (info.width, info.height, info.frame_count) == (48, 34, 3)
 
 
@@ -224,17 +224,17 @@ def test_failing_ffmpeg_leaves_nothing(tmp_path, monkeypatch):
     fake.parent.mkdir()
     fake.write_text('#!/bin/sh\nfor last; do :; done\necho partial > "$last"\necho "boom" >&2\nexit 3\n')
     fake.chmod(0o755)
-    monkeypatch.setattr(io, "ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(write, "ffmpeg_exe", lambda: str(fake))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     frames = np.zeros((4, 16, 16, 3), np.uint8)
-    with pytest.raises(io.FFmpegError, match="(?s)exit code 3.*boom"):
-        io.write_video(frames, out_dir / "x.mp4", 25)
+    with pytest.raises(ffmpeg.FFmpegError, match="(?s)exit code 3.*boom"):
+        write.write_video(frames, out_dir / "x.mp4", 25)
     assert list(out_dir.iterdir()) == []
 
 
 def test_interrupt_mid_write_leaves_nothing(tmp_path, monkeypatch):
-    real = io._frame_bytes
+    real = write._frame_bytes
     sent = []
 
     def interrupted(frame):
@@ -243,9 +243,9 @@ def test_interrupt_mid_write_leaves_nothing(tmp_path, monkeypatch):
         sent.append(1)
         return real(frame)
 
-    monkeypatch.setattr(io, "_frame_bytes", interrupted)
+    monkeypatch.setattr(write, "_frame_bytes", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        io.write_video(np.zeros((10, 32, 32, 3), np.uint8), tmp_path / "x.mp4", 25, preset="ultrafast")
+        write.write_video(np.zeros((10, 32, 32, 3), np.uint8), tmp_path / "x.mp4", 25, preset="ultrafast")
     assert len(sent) == 3 and list(tmp_path.iterdir()) == []
 
 
@@ -254,9 +254,9 @@ def test_refuse_overwrite_unless_asked(tmp_path):
     target.write_bytes(b"keep me")
     frames = np.zeros((2, 16, 16, 3), np.uint8)
     with pytest.raises(InputError, match="--overwrite"):
-        io.write_video(frames, target, 25)
+        write.write_video(frames, target, 25)
     assert target.read_bytes() == b"keep me"
-    io.write_video(frames, target, 25, overwrite=True, preset="ultrafast")
+    write.write_video(frames, target, 25, overwrite=True, preset="ultrafast")
     assert io.probe_video(target).frame_count == 2 and leftovers(tmp_path) == []
 
 
@@ -266,7 +266,7 @@ def test_missing_and_non_folder_parents(tmp_path):
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
     with pytest.raises(InputError, match="is a file, not a folder"):
-        io.write_video(np.zeros((1, 8, 8, 3), np.uint8), a_file / "out.mp4", 25)
+        write.write_video(np.zeros((1, 8, 8, 3), np.uint8), a_file / "out.mp4", 25)
 
 
 def _unwritable_folder(tmp_path: Path) -> Path:
@@ -291,7 +291,7 @@ def test_read_only_folder(tmp_path):
         with pytest.raises(InputError, match=f"'{folder}' is not writable"):
             files.check_output_path(folder / "out.mp4")
         with pytest.raises(InputError, match="is not writable"):
-            io.write_gif(np.zeros((2, 8, 8, 3), np.uint8), folder / "out.gif", 10)
+            write.write_gif(np.zeros((2, 8, 8, 3), np.uint8), folder / "out.gif", 10)
     finally:
         if folder != Path("/sys"):
             folder.chmod(0o755)
@@ -299,7 +299,7 @@ def test_read_only_folder(tmp_path):
 
 def test_write_gif(tmp_path):
     frames = np.stack([np.full((20, 30, 3), v, np.uint8) for v in (0, 80, 160, 240)])
-    out = io.write_gif(frames, tmp_path / "a.gif", Fraction(30000, 1001))
+    out = write.write_gif(frames, tmp_path / "a.gif", Fraction(30000, 1001))
     with Image.open(out) as gif:
         assert gif.n_frames == 4 and gif.size == (30, 20)
         total = 0
@@ -308,18 +308,18 @@ def test_write_gif(tmp_path):
             total += gif.info["duration"]
     assert total == pytest.approx(4 * 1001 / 30, abs=10)
     with pytest.raises(InputError, match="--overwrite"):
-        io.write_gif(frames, out, 10)
+        write.write_gif(frames, out, 10)
     assert leftovers(tmp_path) == []
 
 
 def test_write_frames_dir(tmp_path):
     frames = np.random.default_rng(2).integers(0, 255, (3, 8, 12, 3), dtype=np.uint8)
-    out = io.write_frames_dir(frames, tmp_path / "frames")
+    out = write.write_frames_dir(frames, tmp_path / "frames")
     assert sorted(p.name for p in out.iterdir()) == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
     assert np.array_equal(np.asarray(Image.open(out / "frame_00002.png")), frames[2])
     with pytest.raises(InputError, match="--overwrite"):
-        io.write_frames_dir(frames[:1], out)
-    io.write_frames_dir(frames[:1], out, overwrite=True)
+        write.write_frames_dir(frames[:1], out)
+    write.write_frames_dir(frames[:1], out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["frame_00000.png"]
     assert leftovers(tmp_path) == []
 
@@ -339,6 +339,6 @@ def test_atomic_path_cleans_up_and_publishes(tmp_path):
 
 def test_bad_audio_span(bunny, tmp_path):
     with pytest.raises(InputError, match="audio_span"):
-        io.write_video(np.zeros((2, 16, 16, 3), np.uint8), tmp_path / "a.mp4", 25,
+        write.write_video(np.zeros((2, 16, 16, 3), np.uint8), tmp_path / "a.mp4", 25,
                        audio_from=bunny, audio_span=(2.0, 1.0))
     assert list(tmp_path.iterdir()) == []

@@ -1,14 +1,19 @@
 """Child entry point of the benchmarks: `python -m sagvideo.bench KIND JSON` -> one JSON row on stdout."""
 
+import importlib
 import json
 import sys
 
+# child kind -> (module, measuring function)
+CHILDREN = {
+    "guidance": ("sagvideo.bench.guidance", "measure_guidance"),
+    "pipeline": ("sagvideo.bench.pipeline", "measure_pipeline"),
+    "decode": ("sagvideo.bench.decode", "measure_decode"),
+}
+
 if __name__ == "__main__":
     kind, params = sys.argv[1], json.loads(sys.argv[2])
-    if kind == "guidance":
-        from .guidance import measure_guidance as measure
-    elif kind == "pipeline":
-        from .pipeline import measure_pipeline as measure
-    else:
-        raise SystemExit(f"unknown benchmark child {kind!r}")
-    print(json.dumps(measure(**params)))
+    if kind not in CHILDREN:
+        raise SystemExit(f"unknown benchmark child {kind!r}; known: {', '.join(CHILDREN)}")
+    module, name = CHILDREN[kind]
+    print(json.dumps(getattr(importlib.import_module(module), name)(**params)))

@@ -58,6 +58,7 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "seconds_per_frame": round(work / frames, 4), "sampling_seconds": seconds["sampling"],
             "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
             "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
+            "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
             "torch": torch.__version__, "overrides": overrides}
 
 

@@ -35,7 +35,7 @@ class SAGParams:
     n: int = 4
     adaptive_n: bool = False
     repeats: int = 2
-    method: str = "symplectic"
+    gradient: str = "symplectic"  # how g is taken through the estimate: symplectic | direct | adjoint
     scheme: str = "euler"
 
     def __post_init__(self) -> None:
@@ -43,8 +43,8 @@ class SAGParams:
             raise ValueError(f"need 0 <= start <= end <= 1 for the guided range, got start={self.start}, end={self.end}.")
         if self.n < 1 or self.repeats < 1:
             raise ValueError(f"n and repeats must be >= 1, got n={self.n}, repeats={self.repeats}.")
-        if self.method not in GRADIENT_METHODS or self.scheme not in SCHEMES:
-            raise ValueError(f"method must be one of {GRADIENT_METHODS} and scheme one of {SCHEMES}.")
+        if self.gradient not in GRADIENT_METHODS or self.scheme not in SCHEMES:
+            raise ValueError(f"gradient must be one of {GRADIENT_METHODS} and scheme one of {SCHEMES}.")
 
     def guided_indices(self, num_steps: int) -> range:
         """Step indices i (0 = noisiest) with start <= i / num_steps < end."""
@@ -143,13 +143,13 @@ def guided_step(
     grad_fn = grad_eps_fn or eps_fn
     evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
     shared = grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
-    with_graph = shared and (params.method == "direct" or (params.method == "symplectic" and evaluated == 1))
+    with_graph = shared and (params.gradient == "direct" or (params.gradient == "symplectic" and evaluated == 1))
     records = []
     for r in range(params.repeats):
         cost, guard = GradientCost(), FiniteGuard()
         first, reference = _first_evaluation(eps_fn, x_t, t, with_graph, cost, guard)
         result = gradient(CheckedEps(grad_fn, cost, guard), x_t, t, alphas_cumprod, loss_fn, n=n,
-                          method=params.method, scheme=params.scheme, first=first if grad_eps_fn is None else None)
+                          method=params.gradient, scheme=params.scheme, first=first if grad_eps_fn is None else None)
         guard.check()  # the pass's one synchronisation for NaN/inf
         rho = step_size(reference, result.grad, params.strength)
         x_prev = ddim_step(x_t, first.eps.detach(), a_t, a_prev) - rho * result.grad

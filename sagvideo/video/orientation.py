@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from .ffmpeg import ffmpeg_banner
 
 _VIDEO = re.compile(r"^[ \t]*Stream #\d+:\d+.*?: Video: (.*)$", re.M)
 _NEXT_STREAM = re.compile(r"^[ \t]*Stream #", re.M)
@@ -130,13 +131,11 @@ def parse_display(banner: str, name: str = "IN.mp4") -> Display:
 
 def probe_display(path: str | os.PathLike) -> Display:
     """Display rotation, SAR, stored and display size of a video, from the ffmpeg banner (no decoding)."""
-    # imported here so that io can import this module without an import cycle
-    from .io import _ffmpeg_banner
 
     path = Path(path).expanduser()
     if not path.is_file():
         raise InputError(f"Video file '{path}' not found (or not a file). To fix: check the path.")
-    return parse_display(_ffmpeg_banner(path), name=str(path))
+    return parse_display(ffmpeg_banner(path), name=str(path))
 
 
 def decoder_size_for(display: Display, size: tuple[int, int]) -> tuple[int, int]:
