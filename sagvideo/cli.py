@@ -108,14 +108,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sagvideo {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_stylize(sub)
+    _add_image(sub)
+    _add_depth(sub)
 
+    from .batch.run import add_batch_arguments, main_batch
+
+    p = sub.add_parser("batch", help="many jobs over all GPUs / nodes with PyTorch Lightning")
+    add_batch_arguments(p)
+    p.set_defaults(handler=main_batch)
+
+    from .bench.cli import add_bench_arguments
+
+    p = sub.add_parser("bench", help="benchmarks: guidance gradients, pipeline, decode chunks, methods")
+    add_bench_arguments(p)
+    return parser
+
+
+def _add_stylize(sub) -> None:
     p = sub.add_parser(
         "stylize", help="stylize a video clip",
         description="Stylize a clip of a video toward a style image, keeping its motion (depth-conditioned\n"
                     "AnimateDiff + Symplectic Adjoint Guidance). Writes OUT.mp4 (source fps and size, audio\n"
-                    "kept), OUT.json (report) and OUT.contact.png (input / depth / output / style at a glance).",
+                    "kept), OUT.json (report with quality metrics), OUT.contact.png (input / depth / output /\n"
+                    "style at a glance) and OUT.plot.png (loss per guided pass, metrics per frame).",
         epilog="Example: sagvideo stylize in.mp4 --style painting.jpg --prompt 'a dancer, oil painting' "
-               "--frames 16 --stride 2 -o out.mp4\nOffline smoke run with random weights: add --config tiny.",
+               "--frames all -o out.mp4\nOffline smoke run with random weights: add --config tiny.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("video", type=Path, help="input video (any format ffmpeg reads)")
@@ -133,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=cmd_stylize)
 
+
+def _add_image(sub) -> None:
     p = sub.add_parser("image", help="stylize a single image (the one-frame case)",
                        description="Generate one image toward a style image with the same guided sampler "
                                    "(F = 1, no motion module); --depth-from conditions it on a photo's depth.")
@@ -146,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(handler=cmd_image)
 
+
+def _add_depth(sub) -> None:
     p = sub.add_parser("depth", help="write the clip's depth maps (PNG per frame) and stop",
                        description="Estimate one depth map per selected frame, normalised over the whole clip, "
                                    "and write them as OUT/depth_00000.png ... (white = near); reusable with "
@@ -156,18 +178,6 @@ def build_parser() -> argparse.ArgumentParser:
     _clip_flags(p)
     _common(p, sampling=False)
     p.set_defaults(handler=cmd_depth)
-
-    from .batch.run import add_batch_arguments, main_batch
-
-    p = sub.add_parser("batch", help="many jobs over all GPUs / nodes with PyTorch Lightning")
-    add_batch_arguments(p)
-    p.set_defaults(handler=main_batch)
-
-    from .bench.cli import add_bench_arguments
-
-    p = sub.add_parser("bench", help="benchmarks: guidance gradients, end-to-end pipeline")
-    add_bench_arguments(p)
-    return parser
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:

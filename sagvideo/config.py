@@ -20,6 +20,7 @@ import yaml
 
 from . import defaults
 from .errors import ConfigError
+from .method_settings import DOODLSettings, MPGDSettings, UGSettings
 
 CONFIG_PACKAGE = "sagvideo"  # configs ship inside the package: sagvideo/configs/*.yaml
 MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
@@ -129,6 +130,9 @@ class Config:
     video: VideoConfig = field(default_factory=VideoConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
+    ug: UGSettings = field(default_factory=UGSettings)  # guidance.method "ug": Universal Guidance's own knobs
+    mpgd: MPGDSettings = field(default_factory=MPGDSettings)  # guidance.method "mpgd"
+    doodl: DOODLSettings = field(default_factory=DOODLSettings)  # guidance.method "doodl"
     output: OutputConfig = field(default_factory=OutputConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ writes outputs. An image is the same call with F = 1 (no motion module). Clips l
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -28,6 +29,7 @@ from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_la
 from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
 )
+from .guidance.methods import GUIDANCE
 from .levers import applied_levers
 from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
@@ -210,8 +212,8 @@ class StylizePipeline:
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
         with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing):
-            result = sample(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
-                            generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
+            result = self._sampler(loss_fn)(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
+                                            generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
         return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts())
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -279,6 +281,14 @@ class StylizePipeline:
         c, g = self.components, self.config.guidance
         frame_loss = GramStyleLoss(c.clip_vision, style, layer=g.layer)
         return LatentStyleLoss(lambda z: decode_frames(c, z).float(), frame_loss, chunk=g.decode_chunk)
+
+    def _sampler(self, loss_fn: LatentStyleLoss | None) -> Callable[..., Any]:
+        """`guidance.method`'s sampler with its settings (the config section of the same name, when it
+        has one); plain DDIM when nothing is guided."""
+        name = self.config.guidance.method
+        if loss_fn is None:
+            return sample
+        return functools.partial(GUIDANCE[name].sampler, settings=getattr(self.config, name, None))
 
     def _windowed(self, eps: DepthControlledEps, windows: ContextWindows):
         """The eps function of a clip: the joint prediction for one window, else blended windows."""

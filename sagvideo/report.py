@@ -64,18 +64,25 @@ def peak_memory_mb(device: torch.device) -> dict[str, float]:
 
 
 def base_report(config: Config, components: Components, seed: int, kind: str) -> dict[str, Any]:
-    """Resolved config, model ids, versions, device and seed; `status` is "running" until written."""
+    """Resolved config, models, versions, device and seed; `status` is "running" until written.
+
+    `models` holds the ids per role, `depth`, `preset`, `sources` (per role: source, kind and
+    `sha256_16` of the weights read, "random weights" for random presets), `loras` (path, scale,
+    sha256_16, target) and `levers` (the memory levers in effect, e.g. "attention_slicing").
+    """
     import diffusers
     import transformers
 
     resolved = config.to_dict()
     if components.preset != "pretrained":  # what ran, not the hub ids the config would otherwise load
         resolved["model"].update({role: name for role, name in components.ids.items() if name is not None})
+        resolved["model"].update(vae="", single_file_config="")  # nothing was loaded from files
     report: dict[str, Any] = {
         "status": "running",
         "kind": kind,
         "config": resolved,
-        "models": dict(components.ids, depth=config.model.depth, preset=components.preset),
+        "models": dict(components.ids, depth=config.model.depth, preset=components.preset,
+                       sources=components.sources, loras=components.loras, levers=components.levers),
         "device": str(components.device),
         "dtype": str(components.dtype).replace("torch.", ""),
         "seed": seed,

@@ -3,6 +3,10 @@
 A `Runtime` is cheap to make: the diffusion components load when a stage first needs them and
 the depth estimator when depth is first estimated, so `sagvideo depth` never loads the video
 model and a run with precomputed depth never loads a depth model.
+
+How the networks live is part of the model settings, so the Runtime applies it once, on load,
+in this order: LoRAs (`model.loras`), the memory levers (`model.attention_slicing`,
+`vae_slicing`, `vae_tiling`), CPU offload (`model.cpu_offload`, CUDA only), `model.compile`.
 """
 
 from __future__ import annotations
@@ -13,7 +17,12 @@ from typing import Any
 import torch
 
 from .config import Config, ModelConfig
-from .models.components import Components, load_components, resolve_device_dtype, tiny_components
+from .errors import ConfigError
+from .levers import set_memory_levers
+from .models.components import Components, resolve_device_dtype, tiny_components
+from .models.loading import load_components
+from .models.loras import apply_loras
+from .models.offload import enable_cpu_offload
 from .models.presets import ModelIds
 
 
@@ -25,6 +34,9 @@ class Runtime:
         self.model = copy.deepcopy(model)
         self.video = video
         self.device, self.dtype = resolve_device_dtype(device or model.device, model.dtype)
+        if model.cpu_offload and self.device.type != "cuda":  # checked before anything loads
+            raise ConfigError(f"model.cpu_offload needs a CUDA device, but the model runs on {self.device}. To fix: "
+                              f"set model.cpu_offload: false, or run on a GPU (model.device: cuda).")
         self._components = components
         self._depth: Any = None
 
@@ -50,17 +62,33 @@ class Runtime:
         """The diffusion networks, loaded (or built, for the tiny preset) on first access."""
         if self._components is None:
             m = self.model
+            # CPU offload loads to the CPU; the hooks then move each network to the GPU when it runs
+            home = torch.device("cpu") if m.cpu_offload else self.device
             if m.preset == "tiny":
-                components = tiny_components(seed=0, video=self.video).to(self.device, self.dtype)
+                components = tiny_components(seed=0, video=self.video).to(home, self.dtype)
             else:
                 ids = ModelIds(base=m.base, motion_adapter=m.motion_adapter, controlnet=m.controlnet,
-                               clip_vision=m.clip_vision)
-                components = load_components(ids, device=self.device, dtype=self.dtype, video=self.video)
-            if m.compile:
-                for module in (components.unet, components.controlnet):
-                    module.compile()  # in place; the first call of each shape compiles
-            self._components = components
+                               clip_vision=m.clip_vision, vae=m.vae, single_file_config=m.single_file_config)
+                components = load_components(ids, device=home, dtype=self.dtype, video=self.video)
+            self._components = self.prepare(components)
         return self._components
+
+    def prepare(self, components: Components) -> Components:
+        """Apply the model settings that shape the loaded networks (in place); see the module docstring."""
+        m = self.model
+        if m.loras:
+            apply_loras(components, list(m.loras))
+        # set here, not per job: a Runtime serves one model config, and encode/decode run outside applied_levers
+        components.levers = set_memory_levers(components, attention_slicing=m.attention_slicing,
+                                              vae_slicing=m.vae_slicing, vae_tiling=m.vae_tiling)
+        if m.cpu_offload:
+            enable_cpu_offload(components, self.device)
+            components.levers.append("cpu_offload")
+        if m.compile:
+            for module in (components.unet, components.controlnet):
+                module.compile()  # in place; the first call of each shape compiles
+            components.levers.append("compile")
+        return components
 
     def depth_estimator(self) -> Any:
         """The `model.depth` estimator (a `DepthEstimator`), loaded on first use."""

@@ -14,13 +14,13 @@ from sagvideo.models.components import (
     Components,
     alphas_cumprod_from_config,
     check_compatible,
-    load_components,
     random_components,
     resolve_device_dtype,
     save_components,
     sd_unet2d,
     tiny_components,
 )
+from sagvideo.models.loading import load_components
 from sagvideo.models.presets import TINY_ID, ModelIds, scheduler_config
 
 B, F, H, W = 2, 16, 64, 64  # CFG batch, frames, pixels

@@ -157,3 +157,31 @@ def test_compile_flag_compiles_unet_and_controlnet():
     c = runtime.components
     assert c.unet._compiled_call_impl is not None and c.controlnet._compiled_call_impl is not None
     assert json.dumps(load_config("tiny").to_dict()["model"]["compile"]) == "false"  # off by default
+
+
+@pytest.mark.parametrize("method", ["sag", "freedom", "ug", "mpgd", "doodl"])
+def test_every_guidance_method_runs_on_video_and_image_and_reports_its_cost(runtime, method):
+    extra = {"doodl.iterations": 1, "ug.recurrence": 1} if method in ("doodl", "ug") else {}
+    for frames, config in (
+        (2, load_config("tiny", {**FAST, "video.frames": 2, "guidance.method": method, **extra})),
+        (1, load_config(["image", "tiny"], {"sampling.steps": 4, "guidance.n": 2, "guidance.repeats": 1,
+                                            "guidance.method": method, **extra})),
+    ):
+        pipe = StylizePipeline(runtime if frames > 1 else Runtime.from_config(config, video=False), config)
+        first = pipe(*frames_and_style(frames), "x", seed=1)
+        again = pipe(*frames_and_style(frames), "x", seed=1)
+        assert np.array_equal(first.frames, again.frames), method  # seeded like SAG
+        passes = first.report["guided_steps"]
+        assert passes and all(set(p["cost"]) >= {"eps_evals", "eps_evals_graph", "vjps"} for p in passes), method
+        assert all(np.isfinite(p["loss"]) for p in passes)
+        assert first.report["config"]["guidance"]["method"] == method
+        if method == "mpgd":
+            assert all(p["cost"]["vjps"] == 0 for p in passes)  # no backprop through the network
+
+
+def test_methods_run_through_motion_windows(runtime):
+    for method in ("freedom", "mpgd", "ug"):
+        config = load_config("tiny", {**FAST, "video.frames": 12, "video.window": 8, "video.overlap": 2,
+                                      "guidance.method": method, "ug.recurrence": 1})
+        result = StylizePipeline(runtime, config)(*frames_and_style(12), "x")
+        assert result.report["windows"]["count"] == 2 and result.report["guided_steps"], method

@@ -9,6 +9,7 @@ CHILDREN = {
     "guidance": ("sagvideo.bench.guidance", "measure_guidance"),
     "pipeline": ("sagvideo.bench.pipeline", "measure_pipeline"),
     "decode": ("sagvideo.bench.decode", "measure_decode"),
+    "methods": ("sagvideo.bench.methods", "measure_method"),
 }
 
 if __name__ == "__main__":

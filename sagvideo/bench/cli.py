@@ -14,7 +14,10 @@ COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "guided_over_unguided"],
+    "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
+                "peak_mem_mb", "seconds"],
 }
+DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": 10}
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
@@ -25,8 +28,12 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    if args.steps is None:
+        args.steps = DEFAULT_STEPS[args.what]
     if args.what == "guidance":
         from .guidance import bench_guidance as bench
+    elif args.what == "methods":
+        from .methods import bench_methods as bench
     else:
         from .pipeline import bench_pipeline as bench
     rows = bench(args)
@@ -39,7 +46,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["guidance", "pipeline"])
+    p.add_argument("what", choices=["guidance", "pipeline", "methods"])
     p.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8], help="guidance: clean-estimate evaluations")
     p.add_argument("--methods", nargs="+", default=list(GRADIENT_METHODS), choices=GRADIENT_METHODS)
     p.add_argument("--size", default="small", choices=["tiny", "small", "sd15"], help="guidance: UNet size")
@@ -51,7 +58,9 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video", default=str(SAMPLES / "clip.mp4"), help="pipeline: input clip")
     p.add_argument("--style", default=str(SAMPLES / "style.png"), help="pipeline: style image")
     p.add_argument("--frames", type=int, nargs="+", default=[16], help="pipeline: frame counts, one row each")
-    p.add_argument("--steps", type=int, default=25, help="pipeline: sampling steps")
+    p.add_argument("--steps", type=int, default=None,
+                   help="pipeline, methods: sampling steps (default 25 for pipeline, 10 for methods)")
+    p.add_argument("--seeds", type=int, default=32, help="methods: samples (seeds 0..N-1) per row")
     p.add_argument("--size-px", dest="size_px", type=int, default=512, help="pipeline: short side for sd15")
     p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"], help="pipeline: model sizes (default tiny)")
     p.add_argument("--ratio", action="store_true", help="pipeline: also run unguided, report guided/unguided time")

@@ -3,7 +3,7 @@ VAE, CLIP text encoder + tokenizer, CLIP vision (style loss), and the training n
 
 Three ways to get a `Components`:
 
-* `load_components(ModelIds(...))`: pretrained weights, by hub id or local folder;
+* `loading.load_components(ModelIds(...))`: pretrained weights, by hub id, folder or single file;
 * `tiny_components()`: the `tiny` preset with random weights, offline, < 1 s on CPU (tests);
 * `random_components("sd15")`: real SD 1.5 sizes with random weights (GPU timing benchmarks).
 
@@ -44,7 +44,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisio
 
 from ..errors import ConfigError
 from . import presets
-from .hub import load_pretrained
+from .hashing import RANDOM_WEIGHTS
 from .presets import TINY_ID, ModelIds
 
 
@@ -62,7 +62,11 @@ class Components:
     alphas_cumprod: (T,) float64, cumulative product of (1 - beta_t) of the training schedule.
     vae_scale_factor: pixels per latent cell along each side (8).
     latent_scale: `vae.config.scaling_factor` (0.18215 for SD 1.5).
-    ids: what was loaded per role (hub id, folder, or "tiny (random weights)").
+    ids: what was loaded per role (hub id, folder, file, or "tiny (random weights)").
+    sources: per role, {"source", "kind": "hub"|"folder"|"file"|"random", "sha256_16"}: the first 16
+        hex digits of SHA-256 of the weight files read ("random weights" for random presets).
+    loras: the LoRAs applied, {"path", "scale", "sha256_16", "target": "image"|"motion"|...}.
+    levers: the memory levers in effect on these networks (e.g. ["attention_slicing"]).
     """
 
     unet2d: UNet2DConditionModel
@@ -80,6 +84,9 @@ class Components:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     scheduler_config: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    loras: list[dict[str, Any]] = field(default_factory=list)
+    levers: list[str] = field(default_factory=list)
 
     @property
     def unet(self) -> UNetMotionModel | UNet2DConditionModel:
@@ -261,8 +268,11 @@ def _build_random(preset: str, video: bool, ids: dict, device: torch.device, dty
     tokenizer = byte_level_tokenizer(presets.tokenizer_length(preset))
     # Built last, so that the other networks are the same with and without video.
     adapter = MotionAdapter(**presets.motion_adapter_config(preset)) if video else None
-    return _assemble(unet2d, adapter, controlnet, vae, text_encoder, tokenizer, clip_vision,
-                     presets.scheduler_config(), ids=ids, preset=preset, device=device, dtype=dtype)
+    c = _assemble(unet2d, adapter, controlnet, vae, text_encoder, tokenizer, clip_vision,
+                  presets.scheduler_config(), ids=ids, preset=preset, device=device, dtype=dtype)
+    c.sources = {role: {"source": name, "kind": "random", "sha256_16": RANDOM_WEIGHTS}
+                 for role, name in ids.items() if name is not None}
+    return c
 
 
 def _seeded_build(seed: int, device: torch.device, build) -> Components:
@@ -315,51 +325,6 @@ def sd_unet2d(size: str = "sd15", *, seed: int = 0, device: str | torch.device =
     return torch.nn.Module.to(unet, dtype=dtype).requires_grad_(False).eval()
 
 
-def load_components(ids: ModelIds = ModelIds(), *, device: str | torch.device = "auto",
-                    dtype: str | torch.dtype = "auto", video: bool = True,
-                    local_files_only: bool | None = None) -> Components:
-    """Pretrained components from hub ids or local folders (see `ModelIds`).
-
-    Raises ModelUnavailableError (naming the model and its config key) when a model is neither
-    a folder nor cached and the hub cannot be reached. `video=False` skips the motion adapter.
-    """
-    device, dtype = resolve_device_dtype(device, dtype)
-    extra = {} if local_files_only is None else {"local_files_only": local_files_only}
-
-    def get(loader, name, what, key, **kw):
-        return load_pretrained(loader, name, what=what, config_key=key, **extra, **kw)
-
-    base = ids.base
-    # diffusers models are read straight into `dtype` (for float16: half the host memory);
-    # transformers models are cast afterwards (their dtype keyword differs between versions).
-    as_dtype = {"torch_dtype": dtype}
-    unet2d = get(UNet2DConditionModel.from_pretrained, base, "Stable Diffusion UNet", "model.base",
-                 subfolder="unet", **as_dtype)
-    adapter = (get(MotionAdapter.from_pretrained, ids.motion_adapter, "AnimateDiff motion adapter",
-                   "model.motion_adapter", **as_dtype) if video else None)
-    controlnet = get(ControlNetModel.from_pretrained, ids.controlnet, "ControlNet (depth)", "model.controlnet",
-                     **as_dtype)
-    vae = get(AutoencoderKL.from_pretrained, base, "Stable Diffusion VAE", "model.base",
-              subfolder="vae", **as_dtype)
-    text_encoder = get(CLIPTextModel.from_pretrained, base, "Stable Diffusion text encoder", "model.base",
-                       subfolder="text_encoder")
-    tokenizer = get(CLIPTokenizer.from_pretrained, base, "Stable Diffusion tokenizer", "model.base",
-                    subfolder="tokenizer")
-    sched_config = get(DDIMScheduler.load_config, base, "Stable Diffusion scheduler config", "model.base",
-                       subfolder="scheduler")
-    clip_vision = get(CLIPVisionModel.from_pretrained, ids.clip_vision, "CLIP vision model", "model.clip_vision")
-    names = {"base": _describe(base), "motion_adapter": _describe(ids.motion_adapter) if video else None,
-             "controlnet": _describe(ids.controlnet), "clip_vision": _describe(ids.clip_vision)}
-    return _assemble(unet2d, adapter, controlnet, vae, text_encoder, tokenizer, clip_vision,
-                     dict(sched_config), ids=names, preset="pretrained", device=device, dtype=dtype)
-
-
-def _describe(name: str) -> str:
-    """A hub id as it is; a local folder as its absolute path."""
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.is_dir() else name
-
-
 def save_components(c: Components, root: str | Path) -> ModelIds:
     """Write `c` as local folders loadable by `load_components(returned ids)`.
 
@@ -373,9 +338,24 @@ def save_components(c: Components, root: str | Path) -> ModelIds:
     c.text_encoder.save_pretrained(base / "text_encoder")
     c.tokenizer.save_pretrained(base / "tokenizer")
     DDIMScheduler.from_config(c.scheduler_config).save_pretrained(base / "scheduler")
+    _write_model_index(base)
     if c.unet_motion is not None:
         c.unet_motion.save_motion_modules(root / "motion_adapter")
     c.controlnet.save_pretrained(root / "controlnet")
     c.clip_vision.save_pretrained(root / "clip_vision")
     return ModelIds(base=str(base), motion_adapter=str(root / "motion_adapter"),
                     controlnet=str(root / "controlnet"), clip_vision=str(root / "clip_vision"))
+
+
+def _write_model_index(base: Path) -> None:
+    """`model_index.json` of a StableDiffusionPipeline, so the folder also serves as `single_file_config`."""
+    import json
+
+    import diffusers
+
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "DDIMScheduler"], "safety_checker": [None, None],
+             "feature_extractor": [None, None], "requires_safety_checker": False}
+    (base / "model_index.json").write_text(json.dumps(index, indent=2), encoding="utf-8")

@@ -28,16 +28,21 @@ TINY_ID = "tiny (random weights)"
 
 @dataclass(frozen=True)
 class ModelIds:
-    """Which pretrained models to load. Each field is a hub id or a local folder.
+    """Which pretrained models to load: each a hub id, a local folder, or a single checkpoint file.
 
     `base` is a Stable Diffusion 1.x folder/repo with subfolders unet, vae, text_encoder,
-    tokenizer and scheduler.
+    tokenizer and scheduler, or one file (a whole SD checkpoint, or a UNet alone). `vae` = ""
+    uses the base's VAE. `single_file_config` (hub id or folder of an SD 1.x pipeline) gives
+    the architecture of single files and, for a UNet file, the other base parts.
+    `clip_vision` is a hub id or folder only.
     """
 
     base: str = defaults.DEFAULT_BASE
     motion_adapter: str = defaults.DEFAULT_MOTION_ADAPTER
     controlnet: str = defaults.DEFAULT_CONTROLNET
     clip_vision: str = defaults.DEFAULT_CLIP_VISION
+    vae: str = ""
+    single_file_config: str = defaults.DEFAULT_BASE
 
 
 # Stable Diffusion 1.x training noise schedule (the `scheduler/scheduler_config.json` values).

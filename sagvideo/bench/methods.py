@@ -1,0 +1,187 @@
+"""`sagvideo bench methods`: guidance methods compared on the trained proxy model, measured the same way.
+
+Two tasks on `sagvideo.proxy` (class-conditional 16x16 digits, DDIM, classifier-free guidance):
+
+* style: `RandomGramLoss` toward its stripe texture on digits sampled with CFG 3; the score is
+  the Gram distance of the final sample (lower is better); accuracy says whether the digit's
+  class survived the guidance;
+* class: the proxy classifier's cross-entropy `-log p(y | x0)` toward the asked-for digit on
+  samples with a weak condition (CFG 1, no amplification); the score is that cross-entropy and
+  the accuracy of the final samples.
+
+Every method runs at its papers' defaults (`sagvideo.method_settings`) and at matched compute:
+the knob that buys more passes (FreeDoM's repeats, UG's recurrence, MPGD's time travel, CG's
+repeats, DOODL's iterations) is set to the largest value whose network evaluations + VJPs per
+run stay within those of SAG n = 4 on the same task (the counts of each row are measured, so the
+table shows how close it came). SAG runs at n = 1, 2, 4, 8; MPGD also at SAG's step size (its
+official step is 75 times larger, see `MPGDSettings`). Each row is one child process
+(`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident size above the
+loaded model) is that row's own. All `seeds` samples run as one batch, sample b from seed b;
+SAG's step size is normalised over the whole batch, as in the pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Callable
+
+STEPS = 10
+SEEDS = 32
+CFG = {"style": 3.0, "class": 1.0}
+STRENGTH = 0.2  # relative to CFG, the FreeDoM / SAG default (guidance.strength)
+SAG_NS = (1, 2, 4, 8)
+MATCH_N = 4
+STYLE_METHODS = ("freedom", "ug", "mpgd", "doodl")
+CLASS_METHODS = ("freedom", "cg")  # gfcg has no knob that buys compute
+PASS_COST = {"freedom": 2, "ug": 2, "cg": 2, "mpgd": 1}  # evaluations + VJPs per guided pass
+MATCH_KNOB = {"freedom": "repeats", "ug": "recurrence", "mpgd": "time_travel", "cg": "repeats",
+              "doodl": "iterations"}
+
+
+class ProxyClasses:
+    """The proxy as a `ClassConditional` model: eps_for_class and classify, counting the images it predicts."""
+
+    def __init__(self, proxy: Any):
+        self.proxy, self.images = proxy, 0
+
+    def eps_for_class(self, x, t, labels):
+        import torch
+
+        from ..guidance.methods import UNCONDITIONAL
+        from ..proxy import NULL_LABEL
+
+        self.images += x.shape[0]
+        labels = torch.where(labels == UNCONDITIONAL, torch.full_like(labels, NULL_LABEL), labels)
+        return self.proxy.model(x, t, labels)
+
+    def classify(self, x0):
+        return self.proxy.classifier(x0)
+
+
+class CountingEps:
+    """A `ReferencedEps` around the CFG predictor that counts its calls without / with a graph."""
+
+    def __init__(self, inner: Any):
+        self.inner, self.evals, self.evals_graph = inner, 0, 0
+
+    def eps_with_reference(self, x, t):
+        import torch
+
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.evals_graph += 1
+        else:
+            self.evals += 1
+        return self.inner.eps_with_reference(x, t)
+
+    def __call__(self, x, t):
+        return self.eps_with_reference(x, t)[0]
+
+
+def _params(task: str, n: int, repeats: int = 2):
+    from ..guidance import SAGParams
+
+    return SAGParams(strength=STRENGTH * CFG[task], start=0.3, end=0.7, n=n, repeats=repeats)
+
+
+def _run(proxy, task: str, method: str, x_T, labels, steps: int, n: int, knobs: dict):
+    """(final samples, counting eps or None, records, network images or None) of one method."""
+    import torch
+
+    from .. import method_settings as ms
+    from ..guidance import ddim_timesteps, sample
+    from ..guidance.methods import CLASS_GUIDANCE, GUIDANCE, ClassifierLoss, sample_gfcg
+    from ..proxy import NUM_TRAIN_TIMESTEPS, ProxyEps, RandomGramLoss
+
+    timesteps = ddim_timesteps(NUM_TRAIN_TIMESTEPS, steps)
+    eps = CountingEps(ProxyEps(proxy.model, labels, CFG[task]))
+    loss_fn = RandomGramLoss() if task == "style" else ClassifierLoss(proxy.classifier, labels)
+    gen = torch.Generator().manual_seed(0)
+    if method == "none":
+        return sample(eps, x_T, proxy.alphas_cumprod, timesteps).x0, eps, [], None
+    if method == "gfcg":
+        model = ProxyClasses(proxy)
+        out = sample_gfcg(model, x_T, proxy.alphas_cumprod, timesteps, labels=labels, cfg_scale=CFG[task],
+                          params=_params(task, 1))
+        return out.x0, None, out.records, model.images
+    params = _params(task, n, knobs.get("repeats", 2) if method == "freedom" else 2)
+    sampler, settings_class = {**GUIDANCE, **CLASS_GUIDANCE}[method]
+    own = {k: v for k, v in knobs.items() if not (method == "freedom" and k == "repeats")}
+    settings = settings_class(**own) if settings_class is not ms.SAGSettings else None
+    out = sampler(eps, x_T, proxy.alphas_cumprod, timesteps, loss_fn=loss_fn, params=params, settings=settings,
+                  generator=gen)
+    return out.x0, eps, out.records, None
+
+
+def measure_method(task: str, method: str, setting: str, steps: int, seeds: int, n: int = MATCH_N,
+                   knobs: dict | None = None) -> dict[str, Any]:
+    """One row: run `method` on `task` for `seeds` samples; score, counts, peak memory, seconds."""
+    import torch
+
+    from ..guidance.methods import ClassifierLoss
+    from ..proxy import RandomGramLoss, load_proxy
+    from ..proxy.evaluate import balanced_labels
+    from .memory import PeakMemory
+
+    proxy = load_proxy()
+    labels = balanced_labels(-(-seeds // 10))[:seeds]
+    x_T = torch.stack([torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in range(seeds)])
+    with PeakMemory(torch.device("cpu")) as mem:
+        start = time.perf_counter()
+        x0, eps, records, images = _run(proxy, task, method, x_T, labels, steps, n, knobs or {})
+        seconds = time.perf_counter() - start
+    with torch.no_grad():
+        per_sample = (RandomGramLoss().per_image(x0) if task == "style"
+                      else ClassifierLoss(proxy.classifier, labels).per_sample(x0))
+        accuracy = float((proxy.classifier(x0.clamp(-1, 1)).argmax(dim=1) == labels).float().mean())
+    evals = eps.evals + eps.evals_graph if eps is not None else images / (2 * seeds)  # in CFG (2B) batches
+    vjps = sum(r.cost.get("vjps", 0) for r in records)
+    return {"task": task, "method": method, "setting": setting, "n": n if method in ("sag",) else None,
+            "knobs": ", ".join(f"{k}={v}" for k, v in (knobs or {}).items()) or "-",
+            "loss_mean": round(float(per_sample.mean()), 4), "loss_std": round(float(per_sample.std()), 4),
+            "accuracy": round(accuracy, 3), "evals": evals, "evals_graph": eps.evals_graph if eps else 0,
+            "vjps": vjps, "peak_mem_mb": round(mem.peak_mb, 1), "seconds": round(seconds, 2),
+            "seeds": seeds, "steps": steps}
+
+
+def matched_knob(method: str, budget: float, task: str, steps: int) -> int:
+    """The largest pass count (iterations for DOODL) whose evaluations + VJPs stay within `budget`."""
+    guided = len(_params(task, 1).guided_indices(steps))
+    if method == "doodl":  # per iteration 2S - 1 evaluations + S VJPs; the final pass S evaluations
+        return max(0, int((budget - steps) // (3 * steps - 1)))
+    return max(1, int((budget - (steps - guided)) // (guided * PASS_COST[method])))
+
+
+def _measure_in_process(kind: str, params: dict) -> dict:
+    return measure_method(**params)
+
+
+def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | None = None) -> list[dict]:
+    """Every row of both tasks, each through `run` (default: a fresh child process per row)."""
+    if run is None:
+        from .children import run_child as run
+    steps, seeds = args.steps, args.seeds
+    if steps < 2 or seeds < 2:
+        raise ValueError(f"bench methods needs --steps >= 2 and --seeds >= 2 (a spread needs two samples), "
+                         f"got --steps {steps} --seeds {seeds}.")
+
+    def row(task: str, method: str, setting: str, n: int = MATCH_N, **knobs: int) -> dict:
+        return run("methods", {"task": task, "method": method, "setting": setting, "steps": steps, "seeds": seeds,
+                               "n": n, "knobs": knobs})
+
+    rows = []
+    for task, others in (("style", STYLE_METHODS), ("class", CLASS_METHODS)):
+        rows.append(row(task, "none", "unguided"))
+        ns = SAG_NS if task == "style" else (MATCH_N,)
+        sag = {n: row(task, "sag", "defaults" if n == MATCH_N else f"n={n}", n) for n in ns}
+        rows.extend(sag.values())
+        budget = sag[MATCH_N]["evals"] + sag[MATCH_N]["vjps"]
+        for method in others:
+            rows.append(row(task, method, "defaults"))
+            knob = matched_knob(method, budget, task, steps)
+            rows.append(row(task, method, f"matched to sag n={MATCH_N}", **{MATCH_KNOB[method]: knob}))
+            if method == "mpgd":  # its official step is 75 x SAG's; this row takes SAG's step size
+                rows.append(row(task, method, "SAG's step size", scale=1.0))
+        if task == "class":
+            rows.append(row(task, "gfcg", "defaults"))
+    return rows

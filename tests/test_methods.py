@@ -1,0 +1,259 @@
+"""Guidance methods: FreeDoM is SAG n = 1, MPGD never differentiates the network, DOODL's chain gradient
+is exact, UG's backward step descends, every method runs on video shapes / windows / chunked losses
+seeded, the class methods work on the proxy, the registry and config sections, and the benchmark."""
+
+import argparse
+import dataclasses
+
+import pytest
+import torch
+
+from sagvideo import defaults
+from sagvideo.bench.methods import ProxyClasses, bench_methods, matched_knob, _measure_in_process
+from sagvideo.config import load_config
+from sagvideo.errors import ConfigError
+from sagvideo.guidance import (
+    GUIDANCE, CheckedEps, GradientCost, SAGParams, WindowedEps, context_windows, ddim_step, ddim_timesteps, sample,
+)
+from sagvideo.guidance.methods import (
+    ClassifierLoss, backward_guidance, chain_gradient, chain_grid, sample_cg, sample_freedom, sample_gfcg,
+    sample_mpgd,
+)
+from sagvideo.method_settings import DOODLSettings, MPGDSettings, UGSettings
+
+STEPS = ddim_timesteps(1000, 6)
+# cheap settings; MPGD at SAG's step size (its official 75 x overshoots the toy network)
+FAST = {"ug": UGSettings(recurrence=2, backward_steps=2), "doodl": DOODLSettings(iterations=2),
+        "mpgd": MPGDSettings(scale=1.0)}
+
+
+def sd_alphas(dtype=torch.float64):
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    return torch.cumprod(1 - betas, 0).to(dtype)
+
+
+class ToyNet(torch.nn.Module):
+    """A nonlinear, timestep-dependent, frame-mixing noise predictor on (B, 4, F, h, w)."""
+
+    def __init__(self, seed, dtype=torch.float32):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.conv1 = torch.nn.Conv3d(4, 8, 3, padding=1)
+        self.conv2 = torch.nn.Conv3d(8, 4, 3, padding=1)
+        self.to(dtype).requires_grad_(False)
+
+    def forward(self, x, t):
+        return torch.tanh(self.conv2(torch.nn.functional.silu(self.conv1(x) * (1 + t / 1000)))) + 0.05 * x * x
+
+
+class ToyCFG:
+    """A `ReferencedEps`: eps_u + 2 (eps_c - eps_u), the reference eps_c - eps_u; counts graph calls."""
+
+    def __init__(self, dtype=torch.float32):
+        self.cond, self.uncond, self.graph_calls = ToyNet(0, dtype), ToyNet(1, dtype), 0
+
+    def eps_with_reference(self, x, t):
+        self.graph_calls += int(torch.is_grad_enabled() and x.requires_grad)
+        e_c, e_u = self.cond(x, t), self.uncond(x, t)
+        return e_u + 2.0 * (e_c - e_u), e_c - e_u
+
+    def __call__(self, x, t):
+        return self.eps_with_reference(x, t)[0]
+
+
+class ChunkedLoss:
+    """A `LossWithGradient`: mean over frames of a nonconvex per-frame loss, gradient frame by frame."""
+
+    def __init__(self, like):
+        self.target, self.grads = torch.randn(like.shape, generator=torch.Generator().manual_seed(3)).to(like), 0
+
+    def per_frame(self, x0, f):
+        return ((torch.sin(x0[:, :, f]) - self.target[:, :, f]) ** 2).mean()
+
+    def __call__(self, x0):
+        return torch.stack([self.per_frame(x0, f) for f in range(x0.shape[2])]).mean()
+
+    def value_and_grad(self, x0):
+        self.grads += 1
+        total, grad = 0.0, torch.zeros_like(x0)
+        for f in range(x0.shape[2]):
+            leaf = x0.detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = self.per_frame(leaf, f) / x0.shape[2]
+                grad += torch.autograd.grad(value, leaf)[0]
+            total += float(value)
+        return torch.tensor(total), grad
+
+
+class NoGraphWindows(WindowedEps):
+    """A windowed predictor whose forward must never build a graph (differentiation only through vjp)."""
+
+    def eps_with_reference(self, x, t):
+        assert not (torch.is_grad_enabled() and x.requires_grad), "a graph was held across windows"
+        return super().eps_with_reference(x, t)
+
+
+def windowed(net):
+    return NoGraphWindows(lambda xw, t, spans: net.eps_with_reference(xw, t), context_windows(6, 4, 2))
+
+
+def video(seed=0, dtype=torch.float32):
+    return torch.randn(1, 4, 6, 4, 4, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def run(name, eps_fn, x_T, loss_fn, **kw):
+    params = kw.pop("params", SAGParams(strength=1.0, n=2, repeats=2))
+    return GUIDANCE[name].sampler(eps_fn, x_T, sd_alphas(), STEPS, loss_fn=loss_fn, params=params,
+                                  settings=FAST.get(name), generator=torch.Generator().manual_seed(7), **kw)
+
+
+def test_registry_names_are_the_configured_methods():
+    assert tuple(GUIDANCE) == defaults.GUIDANCE_METHODS
+
+
+def test_freedom_is_sag_with_n1_bit_for_bit():
+    eps, x_T = ToyCFG(), video()
+    loss = ChunkedLoss(x_T)
+    params = SAGParams(strength=1.0, n=4, repeats=2)
+    got = sample_freedom(eps, x_T, sd_alphas(), STEPS, loss_fn=loss, params=params,
+                         generator=torch.Generator().manual_seed(5))
+    want = sample(eps, x_T, sd_alphas(), STEPS, loss_fn=loss, params=dataclasses.replace(params, n=1),
+                  generator=torch.Generator().manual_seed(5))
+    assert torch.equal(got.x0, want.x0) and [r.n for r in got.records] == [1] * len(want.records)
+
+
+def test_mpgd_never_differentiates_the_network():
+    eps, x_T = ToyCFG(), video()
+    result = sample_mpgd(eps, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(repeats=1),
+                         settings=MPGDSettings(scale=1.0, time_travel=3))
+    assert eps.graph_calls == 0 and len(result.records) == 3 * len(SAGParams().guided_indices(len(STEPS)))
+    assert all(r.cost["vjps"] == 0 and r.cost["eps_evals_graph"] == 0 and r.cost["eps_evals"] == 1
+               for r in result.records)
+
+
+def test_doodl_full_chain_symplectic_gradient_equals_autograd_float64():
+    eps, ac = ToyCFG(torch.float64), sd_alphas()
+    x_T, loss = video(1, torch.float64), ChunkedLoss(video(1, torch.float64))
+    cost = GradientCost()
+    checked = CheckedEps(eps, cost)
+    value, grad, _ = chain_gradient(checked, checked, x_T, chain_grid(STEPS, ac), loss)
+    leaf = x_T.clone().requires_grad_(True)
+    x, alphas = leaf, [float(ac[t]) for t in STEPS] + [1.0]
+    for k, t in enumerate(STEPS):
+        x = ddim_step(x, eps(x, t), alphas[k], alphas[k + 1])
+    (expected,) = torch.autograd.grad(loss(x), leaf)
+    assert float((grad - expected).norm() / expected.norm()) < 1e-10 and float(value) == pytest.approx(float(loss(x)))
+    s = len(STEPS)  # one graph at a time: 2S - 1 evaluations (the last forward one keeps its graph), S VJPs
+    assert (cost.eps_evals, cost.eps_evals_graph, cost.vjps) == (s - 1, s, s)
+
+
+def test_doodl_moves_x_T_keeping_each_samples_norm():
+    eps, x_T = ToyCFG(), torch.randn(2, 4, 6, 4, 4, generator=torch.Generator().manual_seed(2))
+    plain, seen = ChunkedLoss(x_T), {}  # a plain callable: autograd for the loss gradient
+    result = run("doodl", eps, x_T, lambda x: plain(x), on_step=lambda i, t, x, x0, l: seen.setdefault(i, x))
+    norms = lambda x: x.flatten(1).norm(dim=1)  # noqa: E731
+    assert torch.allclose(norms(seen[0]), norms(x_T), rtol=1e-5) and not torch.equal(seen[0], x_T)
+    assert [r.index for r in result.records] == [0, 1]
+
+
+def test_ug_backward_guidance_lowers_a_convex_loss():
+    center = torch.randn(2, 4, 6, 4, 4, generator=torch.Generator().manual_seed(4))
+    loss = lambda x: ((x - center) ** 2).sum()  # noqa: E731
+    x0 = torch.zeros_like(center)
+    delta = backward_guidance(loss, x0, steps=5, lr=0.1)
+    assert float(loss(x0 + delta)) < float(loss(x0)) and float(delta.abs().max()) <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("name", list(GUIDANCE))
+@pytest.mark.parametrize("kind", ["referenced", "windowed"])
+def test_every_method_runs_on_video_seeded_with_costs(name, kind):
+    net, x_T = ToyCFG(), video()
+    eps = net if kind == "referenced" else windowed(net)
+    first, second = (run(name, eps, x_T, ChunkedLoss(x_T)) for _ in range(2))
+    assert first.x0.shape == x_T.shape and bool(torch.isfinite(first.x0).all())
+    assert torch.equal(first.x0, second.x0)  # same seed, same bytes
+    assert first.records and all({"eps_evals", "eps_evals_graph", "vjps"} <= set(r.cost) for r in first.records)
+    if name != "mpgd":
+        assert sum(r.cost["vjps"] for r in first.records) > 0
+    assert not torch.equal(first.x0, sample(eps, x_T, sd_alphas(), STEPS).x0)
+
+
+def test_every_method_gets_its_loss_gradient_from_value_and_grad():
+    for name in GUIDANCE:
+        net, x_T = ToyCFG(), video()
+        loss = ChunkedLoss(x_T)
+        run(name, net, x_T, loss)
+        assert loss.grads > 0, name
+
+
+def test_bad_settings_and_inputs_are_named():
+    net, x_T = ToyCFG(), video()
+    with pytest.raises(TypeError, match="UGSettings"):
+        GUIDANCE["ug"].sampler(net, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(),
+                               settings=MPGDSettings())
+    with pytest.raises(ValueError, match="strictly from high to low"):
+        GUIDANCE["mpgd"].sampler(net, x_T, sd_alphas(), STEPS[::-1], loss_fn=ChunkedLoss(x_T), params=SAGParams())
+    with pytest.raises(ValueError, match="symplectic"):
+        run("doodl", net, x_T, ChunkedLoss(x_T), params=SAGParams(gradient="adjoint"))
+
+
+def test_method_config_sections_take_overrides_and_name_unknown_keys():
+    config = load_config(None, {"ug.backward_steps": 5, "doodl": {"iterations": 3}})
+    assert config.ug.backward_steps == 5 and config.doodl.iterations == 3 and config.mpgd == MPGDSettings()
+    with pytest.raises(ConfigError, match="did you mean 'ug.backward_steps'"):
+        load_config(None, {"ug.backward_step": 5})
+    with pytest.raises(ConfigError, match="ug.recurrence"):
+        load_config(None, {"ug.recurrence": 0})
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    from sagvideo.proxy import load_proxy
+
+    return load_proxy()
+
+
+def test_cg_and_gfcg_raise_class_accuracy_on_the_proxy(proxy):
+    from sagvideo.proxy import ProxyEps
+    from sagvideo.proxy.evaluate import balanced_labels
+
+    labels = balanced_labels(2)  # 20 samples from the unconditional model (CFG 0): chance accuracy
+    x_T = torch.randn(20, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    eps, ac = ProxyEps(proxy.model, labels, 0.0), proxy.alphas_cumprod
+    accuracy = lambda x: float((proxy.classifier(x.clamp(-1, 1)).argmax(1) == labels).float().mean())  # noqa: E731
+    params = SAGParams(repeats=1)
+    unguided = accuracy(sample(eps, x_T, ac, STEPS).x0)
+    cg = accuracy(sample_cg(eps, x_T, ac, STEPS, loss_fn=ClassifierLoss(proxy.classifier, labels), params=params).x0)
+    model = ProxyClasses(proxy)
+    gfcg = sample_gfcg(model, x_T, ac, STEPS, labels=labels, cfg_scale=0.0, params=params)
+    assert unguided <= 0.3 and cg >= 0.8 and accuracy(gfcg.x0) >= 0.8, (unguided, cg, accuracy(gfcg.x0))
+    assert all(r.cost["vjps"] == 0 and r.cost["classifier_calls"] == 1 for r in gfcg.records)
+    again = sample_gfcg(ProxyClasses(proxy), x_T, ac, STEPS, labels=labels, cfg_scale=0.0, params=params)
+    assert torch.equal(gfcg.x0, again.x0)
+
+
+def cheap_rows(kind, params):
+    """Every row in this process; DOODL's 50 default iterations cut to 2 (the row is what is tested)."""
+    if params["method"] == "doodl" and not params["knobs"]:
+        params = dict(params, knobs={"iterations": 2})
+    return _measure_in_process(kind, params)
+
+
+def test_a_small_methods_benchmark_produces_every_row():
+    rows = bench_methods(argparse.Namespace(steps=2, seeds=2), run=cheap_rows)
+    got = {(r["task"], r["method"], r["setting"]) for r in rows}
+    style = {("style", "none", "unguided"), ("style", "sag", "n=1"), ("style", "sag", "n=2"),
+             ("style", "sag", "defaults"), ("style", "sag", "n=8")}
+    for m in ("freedom", "ug", "mpgd", "doodl"):
+        style |= {("style", m, "defaults"), ("style", m, "matched to sag n=4")}
+    klass = {("class", "none", "unguided"), ("class", "sag", "defaults"), ("class", "gfcg", "defaults")}
+    for m in ("freedom", "cg"):
+        klass |= {("class", m, "defaults"), ("class", m, "matched to sag n=4")}
+    assert style | klass <= got
+    for r in rows:
+        assert r["seeds"] == 2 and r["evals"] > 0 and r["loss_std"] >= 0 and 0 <= r["accuracy"] <= 1
+    budget = {r["task"]: r["evals"] + r["vjps"] for r in rows if r["method"] == "sag" and r["setting"] == "defaults"}
+    for r in rows:
+        if r["setting"].startswith("matched"):
+            assert r["evals"] + r["vjps"] <= budget[r["task"]], r
+    assert matched_knob("doodl", budget["style"], "style", 2) >= 0
