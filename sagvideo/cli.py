@@ -52,7 +52,7 @@ def config_from_args(args: argparse.Namespace, default: str | None = None):
 
 def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--config", action="append", metavar="NAME|FILE",
-                   help="YAML config or a name in configs/ (video, image, tiny, low-memory); repeatable")
+                   help="YAML config or a name in configs/ (video, image, tiny, 12gb, 8gb); repeatable")
     p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                    help="override any config key, e.g. --set guidance.n=8 video.size=768")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sagvideo: error: {exc}", file=sys.stderr)
         return 2
     except torch_out_of_memory() as exc:
-        print(f"sagvideo: error: out of GPU memory ({str(exc).splitlines()[0]}). To fix: add --config low-memory, "
+        print(f"sagvideo: error: out of GPU memory ({str(exc).splitlines()[0]}). To fix: add --config 12gb (or 8gb), "
               f"use fewer --frames or a smaller --size, or --set guidance.n=2.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -263,7 +263,7 @@ def shipped_configs() -> dict[str, Any]:
 
 
 def resolve_config_path(name_or_path: str | Path) -> Any:
-    """A YAML file path, or the name of a shipped config ("tiny", "video", "image", "low-memory", ...)."""
+    """A YAML file path, or the name of a shipped config ("tiny", "video", "image", "12gb", "8gb")."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path

@@ -425,7 +425,7 @@ def test_out_of_memory_is_recorded_with_a_fix_and_the_next_job_runs(tmp_path, mo
     (tmp_path / "out").mkdir()
     first, second = (module.run_job(job) for job in jobs)
     assert first["status"] == "failed" and first["error_type"] == "OutOfMemoryError"
-    assert "--config low-memory" in first["error"]
+    assert "--config 12gb" in first["error"]
     assert second["status"] == "done" and (tmp_path / "out" / "b.mp4").is_file()
 
 

@@ -124,7 +124,7 @@ class StylizeJobsModule(pl.LightningModule):
                 torch.cuda.empty_cache()
             outcome.update(status="failed", error_type="OutOfMemoryError",
                            error=f"out of memory on {self.rank_device}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                                 f"To fix: use a low-memory config (--config low-memory), fewer frames, a smaller "
+                                 f"To fix: use a smaller-GPU config (--config 12gb or 8gb), fewer frames, a smaller "
                                  f"video.size, or guidance.decode_chunk: 1.",
                            traceback=traceback.format_exc())
         except Exception as exc:  # any job failure is recorded, the batch goes on

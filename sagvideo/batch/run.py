@@ -210,7 +210,7 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--accelerator", default=None,
                         help="auto, gpu, cpu, ... (default: from model.device in the config)")
     parser.add_argument("--config", action="append", metavar="NAME",
-                        help="config name in configs/ (tiny, video, image, low-memory) or YAML path; repeatable")
+                        help="config name in configs/ (tiny, video, image, 12gb, 8gb) or YAML path; repeatable")
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config override applied to every job, e.g. --set guidance.n=2; repeatable")
     return parser

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..defaults import GRADIENT_METHODS
+from . import methods
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
@@ -16,15 +17,20 @@ COLUMNS = {
                  "peak_mem_mb", "guided_over_unguided"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
                 "peak_mem_mb", "seconds"],
+    "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
 }
-DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": 10}
+DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0}
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(str(r.get(c))) for r in rows)) for c in columns}
+    widths = {c: max(len(c), *(len(_cell(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))
     for r in rows:
-        print("  ".join(str(r.get(c)).ljust(widths[c]) for c in columns))
+        print("  ".join(_cell(r.get(c)).ljust(widths[c]) for c in columns))
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -34,6 +40,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from .guidance import bench_guidance as bench
     elif args.what == "methods":
         from .methods import bench_methods as bench
+    elif args.what == "decode":
+        from .decode import bench_decode as bench
     else:
         from .pipeline import bench_pipeline as bench
     rows = bench(args)
@@ -46,7 +54,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["guidance", "pipeline", "methods"])
+    p.add_argument("what", choices=["guidance", "pipeline", "methods", "decode"])
     p.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8], help="guidance: clean-estimate evaluations")
     p.add_argument("--methods", nargs="+", default=list(GRADIENT_METHODS), choices=GRADIENT_METHODS)
     p.add_argument("--size", default="small", choices=["tiny", "small", "sd15"], help="guidance: UNet size")
@@ -59,9 +67,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", default=str(SAMPLES / "style.png"), help="pipeline: style image")
     p.add_argument("--frames", type=int, nargs="+", default=[16], help="pipeline: frame counts, one row each")
     p.add_argument("--steps", type=int, default=None,
-                   help="pipeline, methods: sampling steps (default 25 for pipeline, 10 for methods)")
-    p.add_argument("--seeds", type=int, default=32, help="methods: samples (seeds 0..N-1) per row")
-    p.add_argument("--size-px", dest="size_px", type=int, default=512, help="pipeline: short side for sd15")
+                   help=f"pipeline, methods: sampling steps (default 25 for pipeline, {methods.STEPS} for methods)")
+    p.add_argument("--seeds", type=int, default=methods.SEEDS, help="methods: samples (seeds 0..N-1) per row")
+    p.add_argument("--size-px", dest="size_px", type=int, default=512, help="pipeline (sd15), decode: short side")
+    p.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4], help="decode: frames per decode chunk")
     p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"], help="pipeline: model sizes (default tiny)")
     p.add_argument("--ratio", action="store_true", help="pipeline: also run unguided, report guided/unguided time")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")

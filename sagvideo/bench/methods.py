@@ -26,8 +26,8 @@ import argparse
 import time
 from typing import Any, Callable
 
-STEPS = 10
-SEEDS = 32
+STEPS = 10  # sampling steps (--steps): 4 of them guided; the whole table fits 5 minutes on 2 CPU cores
+SEEDS = 32  # samples per row (--seeds)
 CFG = {"style": 3.0, "class": 1.0}
 STRENGTH = 0.2  # relative to CFG, the FreeDoM / SAG default (guidance.strength)
 SAG_NS = (1, 2, 4, 8)
@@ -136,7 +136,7 @@ def measure_method(task: str, method: str, setting: str, steps: int, seeds: int,
         accuracy = float((proxy.classifier(x0.clamp(-1, 1)).argmax(dim=1) == labels).float().mean())
     evals = eps.evals + eps.evals_graph if eps is not None else images / (2 * seeds)  # in CFG (2B) batches
     vjps = sum(r.cost.get("vjps", 0) for r in records)
-    return {"task": task, "method": method, "setting": setting, "n": n if method in ("sag",) else None,
+    return {"task": task, "method": method, "setting": setting, "n": n if method == "sag" else None,
             "knobs": ", ".join(f"{k}={v}" for k, v in (knobs or {}).items()) or "-",
             "loss_mean": round(float(per_sample.mean()), 4), "loss_std": round(float(per_sample.std()), 4),
             "accuracy": round(accuracy, 3), "evals": evals, "evals_graph": eps.evals_graph if eps else 0,
@@ -162,7 +162,9 @@ def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | N
         from .children import run_child as run
     steps, seeds = args.steps, args.seeds
     if steps < 2 or seeds < 2:
-        raise ValueError(f"bench methods needs --steps >= 2 and --seeds >= 2 (a spread needs two samples), "
+        from ..errors import InputError
+
+        raise InputError(f"bench methods needs --steps >= 2 and --seeds >= 2 (a spread needs two samples), "
                          f"got --steps {steps} --seeds {seeds}.")
 
     def row(task: str, method: str, setting: str, n: int = MATCH_N, **knobs: int) -> dict:
