@@ -72,6 +72,8 @@ def test_noise_schemes_agree_within_one_window_and_shuffle_across_windows():
     assert torch.equal(initial_noise(short, 7, scheme="shuffled", window=16, overlap=4),
                        initial_noise(short, 7, scheme="independent", window=16, overlap=4))
     assert torch.equal(shuffled[:, :, :16], independent[:, :, :16])
+    shorter = initial_noise((1, 4, 20, 8, 8), 7, scheme="independent", window=16, overlap=4)
+    assert torch.equal(shorter, independent[:, :, :20])  # a frame's noise does not depend on clip length
     first = {tuple(shuffled[0, :, f].flatten()[:4].tolist()) for f in range(16)}
     assert all(tuple(shuffled[0, :, f].flatten()[:4].tolist()) in first for f in range(16, 40))  # reused frames
     assert not torch.equal(shuffled[:, :, 16:32], shuffled[:, :, :16])  # ... in another order

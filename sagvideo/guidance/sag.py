@@ -211,6 +211,27 @@ def sample(
     guided pass.
     """
     guided = set(params.guided_indices(len(timesteps))) if (params and loss_fn is not None) else set()
+
+    def sag_step(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
+        return guided_step(eps_fn, x_t, t, a_prev, alphas_cumprod, loss_fn, params,
+                           n=params.n_at(i, len(timesteps)), index=i, generator=generator,
+                           grad_eps_fn=grad_eps_fn, on_record=on_record)
+
+    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, guided, sag_step, on_step)
+
+
+# guided(i, t, x_t, a_t, a_prev) -> GuidedStep for the step entering at x_t
+GuidedFn = Callable[[int, int, Tensor, float, float], GuidedStep]
+
+
+def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], guided: set[int],
+             guided_step: GuidedFn, on_step: StepCallback | None = None) -> SampleResult:
+    """DDIM (eta = 0) over `timesteps`, calling `guided_step` on the indices in `guided`.
+
+    The loop every guidance method shares (`sample`'s contract): unguided steps run under
+    `torch.inference_mode`, finiteness is checked once per guided step and at the end, the last
+    step goes to alpha-bar 1, and `on_step` returning False stops early.
+    """
     records: list[GuidedStepRecord] = []
     guard = FiniteGuard()
     x = x_T
@@ -220,11 +241,9 @@ def sample(
         loss = None
         if i in guided:
             guard.check()  # the unguided steps since the last check
-            step = guided_step(eps_fn, _normal(x), t, a_prev, alphas_cumprod, loss_fn, params,
-                               n=params.n_at(i, len(timesteps)), index=i, generator=generator,
-                               grad_eps_fn=grad_eps_fn, on_record=on_record)
+            step = guided_step(i, t, _normal(x), a_t, a_prev)
             records.extend(step.records)
-            x_next, x0_hat, loss = step.x_prev, step.x0_hat, step.records[-1].loss
+            x_next, x0_hat, loss = step.x_prev.detach(), step.x0_hat, step.records[-1].loss
         else:
             x_next, x0_hat = _unguided_step(eps_fn, x, t, a_t, a_prev, guard, on_step is not None)
         if on_step is not None and on_step(i, t, x, x0_hat, loss) is False:

@@ -1,8 +1,8 @@
 """What every guidance sampler shares: input checks, the DDIM loop, time-travel passes.
 
-The loop is `sagvideo.guidance.sample`'s, with the guided step passed in: unguided steps run
-under `torch.inference_mode` (reusing SAG's own step), finiteness is checked once per guided
-step and at the end, `on_step(i, t, x_t, x0_hat, loss)` may stop sampling by returning False.
+The loop is `sagvideo.guidance.sag.run_loop` (the one `sample` runs), with the guided step passed
+in: unguided steps run under `torch.inference_mode`, finiteness is checked once per guided step
+and at the end, `on_step(i, t, x_t, x0_hat, loss)` may stop sampling by returning False.
 """
 
 from __future__ import annotations
@@ -12,14 +12,12 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..ddim import alpha_at, renoise
-from ..evals import FiniteGuard
-from ..protocols import EpsFn
-from ..sag import GuidedStep, GuidedStepRecord, SampleResult, StepCallback, _normal, _unguided_step
+from ..ddim import renoise
+from ..sag import GuidedStep, GuidedStepRecord, run_loop
+
+__all__ = ["RecordCallback", "check_inputs", "run_loop", "travel"]
 
 RecordCallback = Callable[[GuidedStepRecord], Any]
-# guided(i, t, x_t, a_t, a_prev) -> GuidedStep for the step entering at x_t
-GuidedFn = Callable[[int, int, Tensor, float, float], GuidedStep]
 # one_pass(x_t, repeat) -> (x_prev, x0_hat, record)
 PassFn = Callable[[Tensor, int], "tuple[Tensor, Tensor, GuidedStepRecord]"]
 
@@ -64,32 +62,3 @@ def travel(x_t: Tensor, passes: int, one_pass: PassFn, a_t: float, a_prev: float
         if r < passes - 1:
             x_t = renoise(x_prev, a_t, a_prev, generator)
     return GuidedStep(x_prev, records, x0_hat)
-
-
-def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], guided: set[int],
-             guided_step: GuidedFn, on_step: StepCallback | None = None) -> SampleResult:
-    """DDIM (eta = 0) over `timesteps`, calling `guided_step` on the indices in `guided`.
-
-    Same contract as `sagvideo.guidance.sample`: returns the clean sample (the last step goes to
-    alpha-bar 1) and every guided pass's record; `on_step` returning False stops early.
-    """
-    records: list[GuidedStepRecord] = []
-    guard = FiniteGuard()
-    x = x_T
-    for i, t in enumerate(timesteps):
-        a_t = alpha_at(alphas_cumprod, t)
-        a_prev = alpha_at(alphas_cumprod, timesteps[i + 1] if i + 1 < len(timesteps) else None)
-        loss = None
-        if i in guided:
-            guard.check()  # the unguided steps since the last check
-            step = guided_step(i, t, _normal(x), a_t, a_prev)
-            records.extend(step.records)
-            x_next, x0_hat, loss = step.x_prev.detach(), step.x0_hat, step.records[-1].loss
-        else:
-            x_next, x0_hat = _unguided_step(eps_fn, x, t, a_t, a_prev, guard, on_step is not None)
-        if on_step is not None and on_step(i, t, x, x0_hat, loss) is False:
-            guard.check()
-            return SampleResult(_normal(x0_hat), records, stopped_at=i)
-        x = x_next
-    guard.check()
-    return SampleResult(_normal(x), records)
