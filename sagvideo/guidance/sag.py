@@ -99,6 +99,12 @@ class GuidedStep(NamedTuple):
     x0_hat: Tensor
 
 
+def shares_first_evaluation(eps_fn: EpsFn, grad_eps_fn: EpsFn | None) -> bool:
+    """Whether the prediction at x_t may carry the graph the gradient's first VJP reuses: only when
+    the gradient goes through the same network and that network does not differentiate itself."""
+    return grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
+
+
 def _first_evaluation(eps_fn: EpsFn, x_t: Tensor, t: int, with_graph: bool, cost: GradientCost,
                       guard: FiniteGuard) -> tuple[Evaluation, Tensor]:
     """The prediction at x_t (with its graph when asked) and the reference for rho."""
@@ -142,23 +148,42 @@ def guided_step(
     a_t = alpha_at(alphas_cumprod, t)
     grad_fn = grad_eps_fn or eps_fn
     evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
-    shared = grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
-    with_graph = shared and (params.gradient == "direct" or (params.gradient == "symplectic" and evaluated == 1))
-    records = []
-    for r in range(params.repeats):
+    with_graph = shares_first_evaluation(eps_fn, grad_eps_fn) and (
+        params.gradient == "direct" or (params.gradient == "symplectic" and evaluated == 1))
+
+    def one_pass(x: Tensor, r: int) -> tuple[Tensor, Tensor, GuidedStepRecord]:
         cost, guard = GradientCost(), FiniteGuard()
-        first, reference = _first_evaluation(eps_fn, x_t, t, with_graph, cost, guard)
-        result = gradient(CheckedEps(grad_fn, cost, guard), x_t, t, alphas_cumprod, loss_fn, n=n,
+        first, reference = _first_evaluation(eps_fn, x, t, with_graph, cost, guard)
+        result = gradient(CheckedEps(grad_fn, cost, guard), x, t, alphas_cumprod, loss_fn, n=n,
                           method=params.gradient, scheme=params.scheme, first=first if grad_eps_fn is None else None)
         guard.check()  # the pass's one synchronisation for NaN/inf
         rho = step_size(reference, result.grad, params.strength)
-        x_prev = ddim_step(x_t, first.eps.detach(), a_t, a_prev) - rho * result.grad
-        records.append(GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict()))
+        x_prev = ddim_step(x, first.eps.detach(), a_t, a_prev) - rho * result.grad
+        return x_prev, result.x0, GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict())
+
+    return travel(x_t, params.repeats, one_pass, a_t, a_prev, generator, on_record)
+
+
+# one_pass(x_t, repeat) -> (x_prev, x0_hat, record)
+PassFn = Callable[[Tensor, int], "tuple[Tensor, Tensor, GuidedStepRecord]"]
+
+
+def travel(x_t: Tensor, passes: int, one_pass: PassFn, a_t: float, a_prev: float,
+           generator: torch.Generator | None, on_record: Callable[[GuidedStepRecord], Any] | None) -> GuidedStep:
+    """Run `passes` guided passes at one step, re-noising x_{t-1} back to x_t between them.
+
+    The re-noising is the time travel / self-recurrence of SAG, FreeDoM and Universal Guidance:
+    `x_t = sqrt(a_t / a_prev) x_{t-1} + sqrt(1 - a_t / a_prev) xi`, xi from `generator`.
+    """
+    records = []
+    for r in range(passes):
+        x_prev, x0_hat, record = one_pass(x_t, r)
+        records.append(record)
         if on_record is not None:
-            on_record(records[-1])
-        if r < params.repeats - 1:
+            on_record(record)
+        if r < passes - 1:
             x_t = renoise(x_prev, a_t, a_prev, generator)
-    return GuidedStep(x_prev, records, result.x0)
+    return GuidedStep(x_prev, records, x0_hat)
 
 
 @dataclass

@@ -21,8 +21,9 @@ from ...method_settings import CGSettings
 from ..adjoint import gradient
 from ..ddim import ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost
-from ..protocols import EpsFn, EpsWithVJP, LossFn
-from ..sag import GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation
+from ..protocols import EpsFn, LossFn
+from ..sag import (GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation,
+                   shares_first_evaluation)
 from .common import RecordCallback, check_inputs, run_loop, travel
 
 
@@ -33,7 +34,7 @@ def sample_cg(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
     """Classifier guidance on the steps `params` guides, `settings.repeats` passes each (`params.strength` unused)."""
     settings = check_inputs(x_T, alphas_cumprod, timesteps, settings, CGSettings, loss_fn)
     timesteps = list(timesteps)
-    with_graph = grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
+    with_graph = shares_first_evaluation(eps_fn, grad_eps_fn)
 
     def guided(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
         scale = settings.scale * math.sqrt(1.0 - a_t)

@@ -1,25 +1,22 @@
-"""What every guidance sampler shares: input checks, the DDIM loop, time-travel passes.
+"""What every guidance sampler shares: input checks, and SAG's DDIM loop and time-travel passes.
 
 The loop is `sagvideo.guidance.sag.run_loop` (the one `sample` runs), with the guided step passed
 in: unguided steps run under `torch.inference_mode`, finiteness is checked once per guided step
 and at the end, `on_step(i, t, x_t, x0_hat, loss)` may stop sampling by returning False.
+`travel` is the repeat loop of SAG's own guided step.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-import torch
 from torch import Tensor
 
-from ..ddim import renoise
-from ..sag import GuidedStep, GuidedStepRecord, run_loop
+from ..sag import GuidedStepRecord, run_loop, travel
 
 __all__ = ["RecordCallback", "check_inputs", "run_loop", "travel"]
 
 RecordCallback = Callable[[GuidedStepRecord], Any]
-# one_pass(x_t, repeat) -> (x_prev, x0_hat, record)
-PassFn = Callable[[Tensor, int], "tuple[Tensor, Tensor, GuidedStepRecord]"]
 
 
 def check_inputs(x_T: Any, alphas_cumprod: Any, timesteps: Any, settings: Any, settings_class: type,
@@ -44,21 +41,3 @@ def check_inputs(x_T: Any, alphas_cumprod: Any, timesteps: Any, settings: Any, s
                         f"got {type(settings).__name__}.")
     settings.check()
     return settings
-
-
-def travel(x_t: Tensor, passes: int, one_pass: PassFn, a_t: float, a_prev: float,
-           generator: torch.Generator | None, on_record: RecordCallback | None) -> GuidedStep:
-    """Run `passes` guided passes at one step, re-noising x_{t-1} back to x_t between them.
-
-    The re-noising is the time travel / self-recurrence of FreeDoM and Universal Guidance:
-    `x_t = sqrt(a_t / a_prev) x_{t-1} + sqrt(1 - a_t / a_prev) xi`, xi from `generator`.
-    """
-    records = []
-    for r in range(passes):
-        x_prev, x0_hat, record = one_pass(x_t, r)
-        records.append(record)
-        if on_record is not None:
-            on_record(record)
-        if r < passes - 1:
-            x_t = renoise(x_prev, a_t, a_prev, generator)
-    return GuidedStep(x_prev, records, x0_hat)

@@ -28,8 +28,9 @@ from ...method_settings import UGSettings
 from ..adjoint import gradient, loss_and_lambda
 from ..ddim import ddim_coefficients, ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost
-from ..protocols import EpsFn, EpsWithVJP, LossFn
-from ..sag import GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation, step_size
+from ..protocols import EpsFn, LossFn
+from ..sag import (GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation,
+                   shares_first_evaluation, step_size)
 from .common import RecordCallback, check_inputs, run_loop, travel
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which the official code uses
@@ -80,7 +81,7 @@ def sample_ug(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
     settings = check_inputs(x_T, alphas_cumprod, timesteps, settings, UGSettings, loss_fn)
     timesteps = list(timesteps)
     # the one evaluation keeps its graph for the VJP unless the network differentiates itself
-    with_graph = grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
+    with_graph = shares_first_evaluation(eps_fn, grad_eps_fn)
 
     def guided(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
         def one_pass(x: Tensor, r: int):
