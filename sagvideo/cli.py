@@ -12,7 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from .defaults import GRADIENT_METHODS, GUIDANCE_METHODS, SCHEMES
+from .defaults import GRADIENT_METHODS, SCHEMES
+from .method_registry import PIPELINE_METHODS
 from .errors import SagVideoError
 from .version import package_version
 
@@ -26,7 +27,7 @@ FLAG_KEYS = {
     "steps": "sampling.steps", "cfg_scale": "sampling.cfg_scale", "seed": "sampling.seed",
     "negative_prompt": "sampling.negative_prompt", "controlnet_scale": "sampling.controlnet_scale",
     "guidance": "guidance.method", "gradient": "guidance.gradient", "scheme": "guidance.scheme", "n": "guidance.n",
-    "repeats": "guidance.repeats", "strength": "guidance.strength",
+    "passes": "guidance.passes", "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
     "lora": "model.loras",
 }
@@ -66,11 +67,12 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--negative-prompt", dest="negative_prompt")
     p.add_argument("--controlnet-scale", dest="controlnet_scale", type=float, help="depth conditioning weight (1.0)")
     p.add_argument("--seed", type=int, help="same seed + inputs = same output (default 0)")
-    p.add_argument("--guidance", choices=GUIDANCE_METHODS, help="guidance method (sag; see README: Guidance methods)")
+    p.add_argument("--guidance", choices=PIPELINE_METHODS, help="guidance method (sag; see README: Guidance methods)")
     p.add_argument("--gradient", choices=GRADIENT_METHODS, help="how SAG takes its gradient (symplectic)")
     p.add_argument("--scheme", choices=SCHEMES)
     p.add_argument("--n", type=int, help="network evaluations in the clean estimate (4; Heun: solver steps)")
-    p.add_argument("--repeats", type=int, help="time-travel passes per guided step (2)")
+    p.add_argument("--passes", type=int, help="passes per guided step, re-noised between them (default: the method's)")
+    p.add_argument("--repeats", type=int, help=argparse.SUPPRESS)  # the old name of --passes
     p.add_argument("--strength", type=float, help="style guidance strength, relative to --cfg-scale (0.2)")
     p.add_argument("--denoise", type=float, metavar="S",
                    help="start from the source noised to fraction S of the schedule (0 < S <= 1; default 1: pure noise)")

@@ -20,7 +20,7 @@ import yaml
 
 from . import defaults
 from .errors import ConfigError
-from .method_settings import DOODLSettings, MPGDSettings, UGSettings
+from .method_registry import METHODS, PIPELINE_METHODS, deprecated_key
 
 CONFIG_PACKAGE = "sagvideo"  # configs ship inside the package: sagvideo/configs/*.yaml
 MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
@@ -92,15 +92,15 @@ class SamplingConfig:
 
 @dataclass
 class GuidanceConfig:
-    """Symplectic Adjoint Guidance toward the style image (see DESIGN section 2)."""
+    """Guidance toward the style image: the method and the knobs methods share (README: Guidance methods)."""
 
     enabled: bool = True
-    method: str = "sag"  # the guidance method: sag | freedom | ug | mpgd | doodl (see method_settings.py)
+    method: str = "sag"  # the guidance method: a pipeline method of `method_registry.METHODS`
     gradient: str = "symplectic"  # how SAG takes its gradient: symplectic | direct | adjoint
     scheme: str = "euler"  # euler (DDIM) | heun
     n: int = 4  # noise-prediction evaluations in the clean estimate (heun: solver steps)
     adaptive_n: bool = False  # n on the first guided step, down to 1 on the last
-    repeats: int = 2  # time-travel: passes of each guided step (1 = no repeat)
+    passes: int | None = None  # passes per guided step (time travel; 1 = none); unset: the method's default
     strength: float = 0.2  # relative to CFG: rho = strength * cfg_scale * RMS(eps_c - eps_u) / RMS(grad)
     start: float = 0.3  # guided steps: fraction range [start, end) of the schedule
     end: float = 0.7
@@ -124,20 +124,22 @@ class OutputConfig:
     plot: bool = True  # OUT.plot.png: loss per guided pass and the per-frame metrics
 
 
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    video: VideoConfig = field(default_factory=VideoConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    ug: UGSettings = field(default_factory=UGSettings)  # guidance.method "ug": Universal Guidance's own knobs
-    mpgd: MPGDSettings = field(default_factory=MPGDSettings)  # guidance.method "mpgd"
-    doodl: DOODLSettings = field(default_factory=DOODLSettings)  # guidance.method "doodl"
-    output: OutputConfig = field(default_factory=OutputConfig)
-
+class _ConfigBase:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict, ready for YAML/JSON."""
         return dataclasses.asdict(self)
+
+
+# The sections: the fixed ones, then each pipeline method's own knobs (the registry names them:
+# `ug.backward_steps`, `doodl.iterations`, ...), then the outputs.
+_SECTIONS = [("model", ModelConfig), ("video", VideoConfig), ("sampling", SamplingConfig),
+             ("guidance", GuidanceConfig),
+             *[(METHODS[name].section, METHODS[name].settings) for name in PIPELINE_METHODS if METHODS[name].section],
+             ("output", OutputConfig)]
+Config = dataclasses.make_dataclass("Config", [(name, kind, field(default_factory=kind)) for name, kind in _SECTIONS],
+                                    bases=(_ConfigBase,))
+Config.__module__ = __name__  # pickled by batch workers: found again as sagvideo.config.Config
+Config.__doc__ = "A whole configuration: one attribute per section (`config.guidance.n`, `config.ug.forward_scale`)."
 
 
 _MISSING = object()
@@ -212,20 +214,34 @@ def _apply(section_obj: Any, section: str, values: Mapping[str, Any]) -> None:
         setattr(section_obj, key, _check_value(f"{section}.{key}", value, fields[key].type))
 
 
-def _nest(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Turn {'guidance.n': 8, 'video': {'frames': 4}} into nested sections."""
-    nested: dict[str, dict[str, Any]] = {}
+def _flatten(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """{'guidance.n': 8, 'video': {'frames': 4}} -> {'guidance.n': 8, 'video.frames': 4}."""
+    flat: dict[str, Any] = {}
     for key, value in overrides.items():
         if isinstance(value, Mapping):
-            nested.setdefault(key, {}).update(value)
+            flat.update({f"{key}.{sub}": v for sub, v in value.items()})
         elif "." in key:
-            section, sub = key.split(".", 1)
-            nested.setdefault(section, {})[sub] = value
+            flat[key] = value
         else:
             raise ConfigError(
                 f"config key '{key}' needs a section, e.g. 'guidance.{key}'. "
                 f"Sections: {', '.join(f.name for f in dataclasses.fields(Config))}."
             )
+    return flat
+
+
+def _nest(overrides: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Turn {'guidance.n': 8, 'video': {'frames': 4}} into nested sections; old key names renamed."""
+    nested: dict[str, dict[str, Any]] = {}
+    given: dict[str, str] = {}  # current key -> the name it was given as
+    for key, value in _flatten(overrides).items():
+        new = deprecated_key(key)
+        section, sub = new.split(".", 1)
+        if new in given and nested[section][sub] != value:
+            raise ConfigError(f"config keys '{given[new]}' and '{key}' both set '{new}' ({nested[section][sub]!r} "
+                              f"and {value!r}). Give it once, as '{new}'.")
+        given[new] = key
+        nested.setdefault(section, {})[sub] = value
     return nested
 
 
@@ -346,14 +362,15 @@ def validate(config: Config) -> None:
     _in_range(s.cfg_scale, 0, 100, "sampling.cfg_scale")
     _in_range(s.controlnet_scale, 0, 10, "sampling.controlnet_scale")
     _require(0 <= s.seed < 2**64, "sampling.seed", f"must be a whole number from 0 to 2**64 - 1, got {s.seed}.")
-    _require(g.method in defaults.GUIDANCE_METHODS, "guidance.method",
-             f"must be one of {', '.join(defaults.GUIDANCE_METHODS)}, got {g.method!r}.")
+    _require(g.method in PIPELINE_METHODS, "guidance.method",
+             f"must be one of {', '.join(PIPELINE_METHODS)}, got {g.method!r}.")
     _require(g.gradient in defaults.GRADIENT_METHODS, "guidance.gradient",
              f"must be one of {', '.join(defaults.GRADIENT_METHODS)}, got {g.gradient!r}.")
     _require(g.scheme in defaults.SCHEMES, "guidance.scheme",
              f"must be one of {', '.join(defaults.SCHEMES)}, got {g.scheme!r}.")
     _in_range(g.n, 1, 1000, "guidance.n")
-    _in_range(g.repeats, 1, 100, "guidance.repeats")
+    _require(g.passes is None or 1 <= g.passes <= 100, "guidance.passes",
+             f"must be between 1 and 100 (or unset: the method's default), got {g.passes}.")
     _in_range(g.strength, 0, 1000, "guidance.strength")
     _require(0.0 <= g.start <= g.end <= 1.0, "guidance.start",
              f"and guidance.end must satisfy 0 <= start <= end <= 1, got {g.start}, {g.end}.")

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import math
 
-# Guidance methods of the pipeline (guidance/methods/); "gfcg" needs a class-conditional model
-# and a classifier, so it lives in the benchmark only (README: Guidance methods).
-GUIDANCE_METHODS = ("sag", "freedom", "ug", "mpgd", "doodl")
 # How the guidance gradient is taken through the n-step clean estimate (guidance/adjoint.py).
 GRADIENT_METHODS = ("symplectic", "direct", "adjoint")
 # The ODE solver of the clean estimate (guidance/euler.py, guidance/heun.py).
@@ -23,11 +20,9 @@ DEFAULT_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"
 DEFAULT_CLIP_VISION = "openai/clip-vit-base-patch32"
 
 # Noise schedules (diffusers scheduler settings). The motion adapters were trained with the
-# AnimateDiff recipe; SD 1.5 images with its own scheduler config.
+# AnimateDiff recipe (SD 1.5 images use SD 1.5's own: configs/image.yaml).
 ANIMATEDIFF_SCHEDULE = {"beta_schedule": "linear", "beta_start": 0.00085, "beta_end": 0.012,
                         "timestep_spacing": "linspace"}
-SD15_SCHEDULE = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012,
-                 "timestep_spacing": "leading"}
 
 # Frames the AnimateDiff v1.5 motion modules' position table holds (`motion_max_seq_length`).
 MOTION_FRAME_LIMIT = 32
@@ -40,3 +35,11 @@ def guided_indices(start: float, end: float, num_steps: int) -> range:
     100 steps with start 0.3 and end 0.7, guides indices 30..69).
     """
     return range(math.ceil(start * num_steps - 1e-9), math.ceil(end * num_steps - 1e-9))
+
+
+def guided_ns(start: float, end: float, num_steps: int, n: int, adaptive: bool) -> dict[int, int]:
+    """Step index -> n of the guided steps: n everywhere, or with `adaptive` linear from n (first) down to 1 (last)."""
+    steps = guided_indices(start, end, num_steps)
+    if not adaptive or len(steps) < 2:
+        return {i: n for i in steps}
+    return {i: max(1, round(1 + (n - 1) * (steps[-1] - i) / (steps[-1] - steps[0]))) for i in steps}

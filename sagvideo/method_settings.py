@@ -1,7 +1,8 @@
 """Each guidance method's own knobs, with the papers' defaults; torch-free (the command line reads them).
 
-The knobs every method shares (strength, guided range, repeats, n) live in `SAGParams` /
-`GuidanceConfig`; these classes hold only what one method adds. They are plain (not frozen)
+The knobs every method shares (strength, guided range, passes, n) live in `SAGParams` /
+`GuidanceConfig`, and each method's defaults for them in `method_registry`; these classes
+hold only what one method adds. They are plain (not frozen)
 dataclasses because the config layer sets fields one by one (`--set ug.backward_steps=5`);
 every construction and every assignment runs `check()`, so a bad value is refused where it is
 set, naming its config key, and the samplers check again at the door.
@@ -44,7 +45,7 @@ class _Checked:
 
 @dataclass
 class SAGSettings(_Checked):
-    """SAG has no knobs beyond the shared ones (guidance.n, gradient, scheme, adaptive_n, repeats)."""
+    """SAG has no knobs beyond the shared ones (guidance.n, gradient, scheme, adaptive_n, passes)."""
 
 
 @dataclass
@@ -53,7 +54,7 @@ class FreeDoMSettings(_Checked):
 
     SAG's defaults (strength 0.2 x CFG, guided fraction 0.3..0.7 of the steps) are those of
     FreeDoM's own Stable Diffusion style code; it time-travels 3 times on most guided steps
-    where SAG's default repeats is 2 (set guidance.repeats=3 to match it).
+    where its default here, like SAG's, is 2 passes (set guidance.passes=3 to match it).
     """
 
 
@@ -68,14 +69,11 @@ class UGSettings(_Checked):
     backward_steps: int = 1
     # Adam step size on x0 in the official code (--optim_lr 1e-2): data units, so it transfers
     backward_lr: float = 1e-2
-    # k, self-recurrence passes per step; 6 in the official SD style-transfer command (README)
-    recurrence: int = 6
 
     def check(self) -> None:
         _positive(self.forward_scale, "ug.forward_scale", zero_ok=True)
         _positive(self.backward_steps, "ug.backward_steps", zero_ok=True)
         _positive(self.backward_lr, "ug.backward_lr")
-        _positive(self.recurrence, "ug.recurrence")
 
 
 @dataclass
@@ -86,12 +84,9 @@ class MPGDSettings(_Checked):
     # script (run.sh: --rho 15) steps 15 x RMS(cfg (eps_c - eps_u)); SAG's strength is
     # 0.2 x cfg, so 15 / 0.2 = 75 reproduces it at SAG's default strength.
     scale: float = 75.0
-    # time-travel passes per guided step; official SD style script: --tt 1
-    time_travel: int = 1
 
     def check(self) -> None:
         _positive(self.scale, "mpgd.scale", zero_ok=True)
-        _positive(self.time_travel, "mpgd.time_travel")
 
 
 @dataclass
@@ -119,12 +114,9 @@ class CGSettings(_Checked):
 
     # s in eps_hat = eps - s sqrt(1 - a_t) grad log p(y | x0_hat); s = 1 is Bayes' rule, the paper uses 1..10
     scale: float = 1.0
-    # passes per guided step (time travel); the paper has none
-    repeats: int = 1
 
     def check(self) -> None:
         _positive(self.scale, "cg.scale", zero_ok=True)
-        _positive(self.repeats, "cg.repeats")
 
 
 @dataclass

@@ -29,11 +29,11 @@ from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_la
 from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
 )
-from .guidance.methods import GUIDANCE
 from .levers import applied_levers
+from .method_registry import METHODS
 from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
-from .progress import ProgressDepth, SamplingProgress, expected_window_evaluations
+from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
 from .runtime import Runtime
 from .video.depth import clip_depth, depth_to_control_image
@@ -84,7 +84,7 @@ def sag_params(config: Config) -> SAGParams:
     """The guidance core's parameters; `guidance.strength` is relative to the CFG scale (authors' code)."""
     g = config.guidance
     return SAGParams(strength=g.strength * config.sampling.cfg_scale, start=g.start, end=g.end, n=g.n,
-                     adaptive_n=g.adaptive_n, repeats=g.repeats, gradient=g.gradient, scheme=g.scheme)
+                     adaptive_n=g.adaptive_n, passes=g.passes, gradient=g.gradient, scheme=g.scheme)
 
 
 COND_ONLY_NOTE = ("guidance.cond_only: the gradient is taken through the conditional prediction alone, so the "
@@ -189,13 +189,13 @@ class StylizePipeline:
         self.check_models(prompt, latents.shape[2])
         alphas, timesteps = self.schedule()
         windows = self.windows(latents.shape[2])
-        params = sag_params(self.config)
-        guiding = g.enabled and params.strength > 0  # strength 0: gradients scaled to nothing
+        params, method = sag_params(self.config), METHODS[g.method]
+        guiding = g.enabled and method.guides(params.strength)  # e.g. strength 0: gradients scaled to nothing
         loss_fn = self.style_loss(style) if guiding else None
         steps = len(timesteps)
-        guided = {i: params.n_at(i, steps) for i in params.guided_indices(steps)} if loss_fn else {}
-        bar = SamplingProgress(expected_window_evaluations(steps, guided, g.repeats, len(windows)),
-                               steps, len(windows), enabled=progress)
+        cost = method.run_cost(steps, params.guided_ns(steps) if loss_fn else {}, params.passes,
+                               getattr(self.config, g.method, None))
+        bar = SamplingProgress(round(cost.forward_units) * len(windows), steps, len(windows), enabled=progress)
         text = c.encode_prompt([s.negative_prompt, prompt])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
@@ -288,7 +288,7 @@ class StylizePipeline:
         name = self.config.guidance.method
         if loss_fn is None:
             return sample
-        return functools.partial(GUIDANCE[name].sampler, settings=getattr(self.config, name, None))
+        return functools.partial(METHODS[name].sampler, settings=getattr(self.config, name, None))
 
     def _windowed(self, eps: DepthControlledEps, windows: ContextWindows):
         """The eps function of a clip: the joint prediction for one window, else blended windows."""

@@ -2,7 +2,8 @@
 
 Sampling progress is counted in window evaluations of the network (one window through ControlNet
 + UNet), a call with a graph counting twice (its VJP follows), so guided steps, which cost many
-evaluations, move the bar in proportion to their cost and the ETA is honest.
+evaluations, move the bar in proportion to their cost and the ETA is honest. The bar's total is
+the method's estimate (`method_registry`: `run_cost(...).forward_units` per window).
 """
 
 from __future__ import annotations
@@ -27,15 +28,6 @@ class ProgressDepth:
                 parts.append(self.estimator(frames[i:i + self.chunk]))
                 bar.update(len(parts[-1]))
         return np.concatenate(parts)
-
-
-def expected_window_evaluations(steps: int, guided: dict[int, int], repeats: int, windows: int) -> int:
-    """Bar units for a run (an estimate): unguided steps 1 per window; a guided pass with an
-    n-step estimate about 3n per window (n evaluations without a graph, n with one counted
-    twice, one of them shared). `guided`: step index -> n."""
-    unguided = steps - len(guided)
-    passes = sum(repeats * (3 * n) for n in guided.values())
-    return windows * (unguided + passes)
 
 
 class SamplingProgress:

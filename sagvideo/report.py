@@ -15,6 +15,7 @@ import torch
 
 from .config import Config
 from .files import atomic_path
+from .method_registry import METHODS
 from .models.components import Components
 from .version import package_version
 
@@ -89,6 +90,11 @@ def base_report(config: Config, components: Components, seed: int, kind: str) ->
         "versions": {"sagvideo": package_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
                      "transformers": transformers.__version__, "python": platform.python_version()},
     }
+    g = config.guidance
+    if g.enabled:
+        method = METHODS[g.method]
+        report["guidance_method"] = {"name": method.name, "paper": method.paper, "uses": sorted(method.uses),
+                                     "passes": method.passes(g.passes) if "passes" in method.uses else None}
     if components.preset == "tiny":
         report["label"] = TINY_LABEL
     return report

@@ -32,7 +32,7 @@ from sagvideo.errors import ConfigError, InputError
 
 from _fixtures import FIXTURES, require_fixture
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--config", "tiny", "--set", "video.frames=2", "video.size=64", "sampling.steps=3", "guidance.repeats=1"]
+TINY = ["--config", "tiny", "--set", "video.frames=2", "video.size=64", "sampling.steps=3", "guidance.passes=1"]
 GOOD_IDS = ["a", "b", "c", "d", "e"]
 
 
@@ -41,7 +41,7 @@ def need_fixtures() -> Path:
 
 
 def tiny_config() -> Config:
-    return load_config("tiny", {"video.frames": 2, "video.size": 64, "sampling.steps": 3, "guidance.repeats": 1})
+    return load_config("tiny", {"video.frames": 2, "video.size": 64, "sampling.steps": 3, "guidance.passes": 1})
 
 
 def make_jobdir(folder: Path) -> Path:
@@ -235,7 +235,7 @@ def test_cost_estimate_grows_with_frames_pixels_and_guidance():
     from sagvideo.config import merge
 
     assert estimate_cost(merge(base, {"guidance.n": 4}), (64, 64), 2) > cost
-    assert estimate_cost(merge(base, {"guidance.repeats": 2}), (64, 64), 2) > cost
+    assert estimate_cost(merge(base, {"guidance.passes": 2}), (64, 64), 2) > cost
     unguided = merge(base, {"guidance.enabled": False})
     assert estimate_cost(unguided, (64, 64), 2) == 2 * 64 * 64 * base.sampling.steps
 

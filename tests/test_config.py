@@ -77,3 +77,15 @@ def test_the_default_schedule_is_the_one_animatediff_samples_with():
     trailing = DDIMScheduler(timestep_spacing="trailing")
     trailing.set_timesteps(25)
     assert ddim_timesteps(1000, 25, spacing="trailing") == trailing.timesteps.tolist()
+
+
+def test_old_names_of_passes_still_work_with_a_notice(capsys):
+    from sagvideo import method_registry
+
+    method_registry._noticed.clear()
+    for old in ("guidance.repeats", "ug.recurrence", "mpgd.time_travel"):
+        assert load_config(None, {old: 3}).guidance.passes == 3
+        assert f"'{old}' is deprecated; it is now 'guidance.passes'" in capsys.readouterr().err
+    assert load_config(None).guidance.passes is None  # unset: each method's own default
+    with pytest.raises(ConfigError, match="'guidance.repeats' and 'ug.recurrence' both set 'guidance.passes'"):
+        load_config(None, {"guidance.repeats": 2, "ug.recurrence": 6})

@@ -104,7 +104,7 @@ def test_a_guided_pass_costs_2n_minus_1_evaluations_and_n_vjps(n):
         calls.append(torch.is_grad_enabled())
         return net(z, t)
 
-    _, (record,) = guided_step(counted, x, 700, float(ac[650]), ac, loss, SAGParams(n=n, repeats=1), n=n)[:2]
+    _, (record,) = guided_step(counted, x, 700, float(ac[650]), ac, loss, SAGParams(n=n, passes=1), n=n)[:2]
     assert len(calls) == 2 * n - 1  # the network really ran 2n - 1 times
     assert record.cost == {"eps_evals": n - 1, "eps_evals_graph": n, "vjps": n}
     assert sum(calls) == n  # n of them built a graph, one per VJP
@@ -114,7 +114,7 @@ def test_a_guided_pass_costs_2n_minus_1_evaluations_and_n_vjps(n):
 def test_kept_graph_gives_the_same_step_as_recomputing():
     net, x, loss, ac = setup(torch.float64)
     for n in (1, 3):
-        params = SAGParams(n=n, repeats=1)
+        params = SAGParams(n=n, passes=1)
         kept = guided_step(net, x, 600, float(ac[560]), ac, loss, params, n=n)
         # cond_only-style call (a separate gradient network) shares nothing: every evaluation is fresh
         fresh = guided_step(net, x, 600, float(ac[560]), ac, loss, params, n=n, grad_eps_fn=lambda z, t: net(z, t))
@@ -134,7 +134,7 @@ def test_clean_estimate_grid_ends_clean_and_counts_evaluations():
 
 def test_guided_sampling_is_seeded_and_bit_identical():
     net, x, loss, ac = setup(torch.float32)
-    params = SAGParams(strength=1.0, start=0.2, end=0.8, n=2, repeats=2)
+    params = SAGParams(strength=1.0, start=0.2, end=0.8, n=2, passes=2)
     timesteps = ddim_timesteps(1000, 6)
 
     def run(seed):
@@ -151,7 +151,7 @@ def test_guided_sampling_is_seeded_and_bit_identical():
 
 def test_time_travel_uses_callers_generator_and_a_stateless_step():
     net, x, loss, ac = setup(torch.float32)
-    params = SAGParams(n=2, repeats=3)
+    params = SAGParams(n=2, passes=3)
     torch.manual_seed(123)
     global_state = torch.get_rng_state()
     gen = torch.Generator().manual_seed(7)
@@ -176,7 +176,7 @@ def test_step_size_is_normalised_by_the_cfg_difference():
             e = net(x, t)
             return e, 0.25 * torch.ones_like(e)
 
-    params = SAGParams(strength=2.0, n=1, repeats=1)
+    params = SAGParams(strength=2.0, n=1, passes=1)
     x_prev, (rec,), _ = guided_step(CFGEps(), x, 500, float(ac[450]), ac, loss, params, n=1)
     g, _ = sag_gradient(CFGEps(), x, 500, ac, loss, n=1)
     rms_g = float(g.pow(2).mean().sqrt())
@@ -189,7 +189,7 @@ def test_schedule_fractions_and_adaptive_n():
     params = SAGParams(start=0.3, end=0.7, n=4)
     assert list(params.guided_indices(100)) == list(range(30, 70))  # the authors' image default
     adaptive = SAGParams(start=0.3, end=0.7, n=8, adaptive_n=True)
-    ns = [adaptive.n_at(i, 100) for i in adaptive.guided_indices(100)]
+    ns = list(adaptive.guided_ns(100).values())
     assert ns[0] == 8 and ns[-1] == 1 and ns == sorted(ns, reverse=True)
     assert ddim_timesteps(1000, 25)[:2] == [961, 921] and ddim_timesteps(1000, 25)[-1] == 1
 

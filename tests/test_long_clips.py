@@ -16,7 +16,7 @@ from sagvideo.pipeline import StylizePipeline
 from sagvideo.runtime import Runtime
 from sagvideo.video.io import probe_video, read_clip
 
-LONG = {"video.frames": 40, "sampling.steps": 3, "guidance.n": 1, "guidance.repeats": 1,
+LONG = {"video.frames": 40, "sampling.steps": 3, "guidance.n": 1, "guidance.passes": 1,
         "guidance.start": 0.3, "guidance.end": 0.7}
 
 

@@ -8,12 +8,12 @@ import dataclasses
 import pytest
 import torch
 
-from sagvideo import defaults
+from sagvideo.method_registry import METHODS, PIPELINE_METHODS, PassCost
 from sagvideo.bench.methods import ProxyClasses, bench_methods, matched_knob, _measure_in_process
 from sagvideo.config import load_config
 from sagvideo.errors import ConfigError
 from sagvideo.guidance import (
-    GUIDANCE, CheckedEps, GradientCost, SAGParams, WindowedEps, context_windows, ddim_step, ddim_timesteps, sample,
+    CheckedEps, GradientCost, SAGParams, WindowedEps, context_windows, ddim_step, ddim_timesteps, sample,
 )
 from sagvideo.guidance.methods import (
     ClassifierLoss, backward_guidance, chain_gradient, chain_grid, sample_cg, sample_freedom, sample_gfcg,
@@ -23,7 +23,7 @@ from sagvideo.method_settings import DOODLSettings, MPGDSettings, UGSettings
 
 STEPS = ddim_timesteps(1000, 6)
 # cheap settings; MPGD at SAG's step size (its official 75 x overshoots the toy network)
-FAST = {"ug": UGSettings(recurrence=2, backward_steps=2), "doodl": DOODLSettings(iterations=2),
+FAST = {"ug": UGSettings(backward_steps=2), "doodl": DOODLSettings(iterations=2),
         "mpgd": MPGDSettings(scale=1.0)}
 
 
@@ -102,19 +102,21 @@ def video(seed=0, dtype=torch.float32):
 
 
 def run(name, eps_fn, x_T, loss_fn, **kw):
-    params = kw.pop("params", SAGParams(strength=1.0, n=2, repeats=2))
-    return GUIDANCE[name].sampler(eps_fn, x_T, sd_alphas(), STEPS, loss_fn=loss_fn, params=params,
+    params = kw.pop("params", SAGParams(strength=1.0, n=2, passes=2))
+    return METHODS[name].sampler(eps_fn, x_T, sd_alphas(), STEPS, loss_fn=loss_fn, params=params,
                                   settings=FAST.get(name), generator=torch.Generator().manual_seed(7), **kw)
 
 
-def test_registry_names_are_the_configured_methods():
-    assert tuple(GUIDANCE) == defaults.GUIDANCE_METHODS
+def test_registry_names_the_pipeline_methods_and_the_config_sections():
+    assert PIPELINE_METHODS == ("sag", "freedom", "ug", "mpgd", "doodl")
+    sections = load_config(None).to_dict()
+    assert {m.section for m in METHODS.values() if m.pipeline and m.section} == {"ug", "mpgd", "doodl"} <= set(sections)
 
 
 def test_freedom_is_sag_with_n1_bit_for_bit():
     eps, x_T = ToyCFG(), video()
     loss = ChunkedLoss(x_T)
-    params = SAGParams(strength=1.0, n=4, repeats=2)
+    params = SAGParams(strength=1.0, n=4, passes=2)
     got = sample_freedom(eps, x_T, sd_alphas(), STEPS, loss_fn=loss, params=params,
                          generator=torch.Generator().manual_seed(5))
     want = sample(eps, x_T, sd_alphas(), STEPS, loss_fn=loss, params=dataclasses.replace(params, n=1),
@@ -124,8 +126,8 @@ def test_freedom_is_sag_with_n1_bit_for_bit():
 
 def test_mpgd_never_differentiates_the_network():
     eps, x_T = ToyCFG(), video()
-    result = sample_mpgd(eps, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(repeats=1),
-                         settings=MPGDSettings(scale=1.0, time_travel=3))
+    result = sample_mpgd(eps, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(passes=3),
+                         settings=MPGDSettings(scale=1.0))
     assert eps.graph_calls == 0 and len(result.records) == 3 * len(SAGParams().guided_indices(len(STEPS)))
     assert all(r.cost["vjps"] == 0 and r.cost["eps_evals_graph"] == 0 and r.cost["eps_evals"] == 1
                for r in result.records)
@@ -164,7 +166,7 @@ def test_ug_backward_guidance_lowers_a_convex_loss():
     assert float(loss(x0 + delta)) < float(loss(x0)) and float(delta.abs().max()) <= 0.5 + 1e-6
 
 
-@pytest.mark.parametrize("name", list(GUIDANCE))
+@pytest.mark.parametrize("name", PIPELINE_METHODS)
 @pytest.mark.parametrize("kind", ["referenced", "windowed"])
 def test_every_method_runs_on_video_seeded_with_costs(name, kind):
     net, x_T = ToyCFG(), video()
@@ -179,7 +181,7 @@ def test_every_method_runs_on_video_seeded_with_costs(name, kind):
 
 
 def test_every_method_gets_its_loss_gradient_from_value_and_grad():
-    for name in GUIDANCE:
+    for name in PIPELINE_METHODS:
         net, x_T = ToyCFG(), video()
         loss = ChunkedLoss(x_T)
         run(name, net, x_T, loss)
@@ -189,10 +191,10 @@ def test_every_method_gets_its_loss_gradient_from_value_and_grad():
 def test_bad_settings_and_inputs_are_named():
     net, x_T = ToyCFG(), video()
     with pytest.raises(TypeError, match="UGSettings"):
-        GUIDANCE["ug"].sampler(net, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(),
+        METHODS["ug"].sampler(net, x_T, sd_alphas(), STEPS, loss_fn=ChunkedLoss(x_T), params=SAGParams(),
                                settings=MPGDSettings())
     with pytest.raises(ValueError, match="strictly from high to low"):
-        GUIDANCE["mpgd"].sampler(net, x_T, sd_alphas(), STEPS[::-1], loss_fn=ChunkedLoss(x_T), params=SAGParams())
+        METHODS["mpgd"].sampler(net, x_T, sd_alphas(), STEPS[::-1], loss_fn=ChunkedLoss(x_T), params=SAGParams())
     with pytest.raises(ValueError, match="symplectic"):
         run("doodl", net, x_T, ChunkedLoss(x_T), params=SAGParams(gradient="adjoint"))
 
@@ -202,8 +204,8 @@ def test_method_config_sections_take_overrides_and_name_unknown_keys():
     assert config.ug.backward_steps == 5 and config.doodl.iterations == 3 and config.mpgd == MPGDSettings()
     with pytest.raises(ConfigError, match="did you mean 'ug.backward_steps'"):
         load_config(None, {"ug.backward_step": 5})
-    with pytest.raises(ConfigError, match="ug.recurrence"):
-        load_config(None, {"ug.recurrence": 0})
+    with pytest.raises(ConfigError, match="guidance.passes"):
+        load_config(None, {"guidance.passes": 0})
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +223,7 @@ def test_cg_and_gfcg_raise_class_accuracy_on_the_proxy(proxy):
     x_T = torch.randn(20, 1, 16, 16, generator=torch.Generator().manual_seed(0))
     eps, ac = ProxyEps(proxy.model, labels, 0.0), proxy.alphas_cumprod
     accuracy = lambda x: float((proxy.classifier(x.clamp(-1, 1)).argmax(1) == labels).float().mean())  # noqa: E731
-    params = SAGParams(repeats=1)
+    params = SAGParams(passes=1)
     unguided = accuracy(sample(eps, x_T, ac, STEPS).x0)
     cg = accuracy(sample_cg(eps, x_T, ac, STEPS, loss_fn=ClassifierLoss(proxy.classifier, labels), params=params).x0)
     model = ProxyClasses(proxy)
@@ -235,7 +237,7 @@ def test_cg_and_gfcg_raise_class_accuracy_on_the_proxy(proxy):
 def cheap_rows(kind, params):
     """Every row in this process; DOODL's 50 default iterations cut to 2 (the row is what is tested)."""
     if params["method"] == "doodl" and not params["knobs"]:
-        params = dict(params, knobs={"iterations": 2})
+        params = dict(params, knobs={"doodl.iterations": 2})
     return _measure_in_process(kind, params)
 
 
@@ -257,3 +259,25 @@ def test_a_small_methods_benchmark_produces_every_row():
         if r["setting"].startswith("matched"):
             assert r["evals"] + r["vjps"] <= budget[r["task"]], r
     assert matched_knob("doodl", budget["style"], "style", 2) >= 0
+
+
+@pytest.mark.parametrize("name", [*PIPELINE_METHODS, "cg"])
+def test_registry_cost_per_pass_is_what_each_sampler_does(name):
+    """The registry's costs (progress bar, batch order, matched benchmark) are the samplers' counts."""
+    net, x_T = ToyCFG(), video()
+    result = run(name, net, x_T, ChunkedLoss(x_T))
+    entry, params = METHODS[name], SAGParams(strength=1.0, n=2, passes=2)
+    counted = [(r.cost["eps_evals"], r.cost["eps_evals_graph"], r.cost["vjps"]) for r in result.records]
+    n = len(STEPS) if entry.whole_chain else (1 if "n" not in entry.uses else params.n)
+    cost = entry.cost(n)
+    assert counted == [(cost.evaluations, cost.graph_evaluations, cost.vjps)] * len(counted), name
+    passes = FAST["doodl"].iterations if entry.whole_chain else params.passes_for(name) * len(params.guided_ns(len(STEPS)))
+    assert len(counted) == passes
+
+
+def test_only_methods_that_scale_by_strength_are_off_at_strength_zero():
+    assert not METHODS["sag"].guides(0.0) and not METHODS["ug"].guides(0.0)
+    assert METHODS["doodl"].guides(0.0) and METHODS["cg"].guides(0.0)
+    ug, doodl = METHODS["ug"].run_cost(10, {4: 1, 5: 1}, None), METHODS["doodl"].run_cost(10, {4: 1}, None)
+    assert ug == PassCost(graph_evaluations=12, vjps=12, evaluations=8)  # 6 passes x 2 guided steps, 8 plain steps
+    assert doodl.evaluations == 50 * 9 + 10 and doodl.vjps == 50 * 10  # 50 iterations of the chain, then the chain

@@ -335,7 +335,7 @@ def test_digests_are_cached_by_path_size_and_mtime(tmp_path):
 # ------------------------------------------------------------------ memory levers
 
 
-SMALL = {"video.frames": 2, "sampling.steps": 4, "sampling.denoise": 0.5, "guidance.n": 1, "guidance.repeats": 1,
+SMALL = {"video.frames": 2, "sampling.steps": 4, "sampling.denoise": 0.5, "guidance.n": 1, "guidance.passes": 1,
          "guidance.start": 0.0, "guidance.end": 1.0}
 LEVERS = {"model.attention_slicing": True, "model.vae_slicing": True, "model.vae_tiling": True}
 

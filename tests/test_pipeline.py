@@ -15,7 +15,7 @@ from sagvideo.layout import OutputLayout
 from sagvideo.runtime import Runtime
 from sagvideo.video.io import probe_video
 
-TINY = {"video.frames": 4, "sampling.steps": 5, "guidance.n": 2, "guidance.repeats": 2}
+TINY = {"video.frames": 4, "sampling.steps": 5, "guidance.n": 2, "guidance.passes": 2}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_style_images_in_any_mode_are_converted(fixtures, runtime, tmp_path):
     {"guidance.gradient": "adjoint", "guidance.adaptive_n": True, "guidance.n": 3, "sampling.steps": 8},
 ])
 def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, overrides):
-    config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 4, "guidance.repeats": 1, **overrides})
+    config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 4, "guidance.passes": 1, **overrides})
     unet = runtime.components.unet
     seen = []  # (batch size, gradient checkpointing on) of every UNet call made with a graph
 

@@ -15,7 +15,7 @@ from sagvideo.pipeline import StylizePipeline
 from sagvideo.runtime import Runtime
 from sagvideo.video.depth import depth_to_control_image
 
-FAST = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.repeats": 1}
+FAST = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.passes": 1}
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +161,10 @@ def test_compile_flag_compiles_unet_and_controlnet():
 
 @pytest.mark.parametrize("method", ["sag", "freedom", "ug", "mpgd", "doodl"])
 def test_every_guidance_method_runs_on_video_and_image_and_reports_its_cost(runtime, method):
-    extra = {"doodl.iterations": 1, "ug.recurrence": 1} if method in ("doodl", "ug") else {}
+    extra = {"doodl.iterations": 1} if method == "doodl" else {}
     for frames, config in (
         (2, load_config("tiny", {**FAST, "video.frames": 2, "guidance.method": method, **extra})),
-        (1, load_config(["image", "tiny"], {"sampling.steps": 4, "guidance.n": 2, "guidance.repeats": 1,
+        (1, load_config(["image", "tiny"], {"sampling.steps": 4, "guidance.n": 2, "guidance.passes": 1,
                                             "guidance.method": method, **extra})),
     ):
         pipe = StylizePipeline(runtime if frames > 1 else Runtime.from_config(config, video=False), config)
@@ -182,6 +182,6 @@ def test_every_guidance_method_runs_on_video_and_image_and_reports_its_cost(runt
 def test_methods_run_through_motion_windows(runtime):
     for method in ("freedom", "mpgd", "ug"):
         config = load_config("tiny", {**FAST, "video.frames": 12, "video.window": 8, "video.overlap": 2,
-                                      "guidance.method": method, "ug.recurrence": 1})
+                                      "guidance.method": method})
         result = StylizePipeline(runtime, config)(*frames_and_style(12), "x")
         assert result.report["windows"]["count"] == 2 and result.report["guided_steps"], method

@@ -89,7 +89,7 @@ def test_windowed_sampling_is_deterministic_and_differs_from_joint():
     ac, steps = sd_alphas(), ddim_timesteps(1000, 5)
     loss = lambda x0: (x0 ** 2).mean()  # noqa: E731
     windowed = WindowedEps(window_fn_of(net), context_windows(20, 8, 3))
-    params = SAGParams(n=2, repeats=2, start=0.2, end=0.8)
+    params = SAGParams(n=2, passes=2, start=0.2, end=0.8)
 
     def run():
         return sample(windowed, x, ac, steps, loss_fn=loss, params=params,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from ..config import Config
-from ..defaults import guided_indices
+from ..defaults import guided_ns
+from ..method_registry import METHODS
 
 
 def network_passes(config: Config) -> float:
     """Estimated UNet(+ControlNet) evaluations of one job, in forward-pass units, per window.
 
-    Unguided step: 1. Guided step, per repeat: 2n - 1 evaluations, n of them with a graph plus
-    their VJP (about 2 forwards each): about 3n. With adaptive n the average n is (n + 1) / 2.
+    The guidance method's own estimate (`method_registry`): a graph evaluation with its VJP
+    counts about two forwards. Denoise fractions are not counted: the order only needs ratios.
     """
     s, g = config.sampling, config.guidance
-    guided = len(guided_indices(g.start, g.end, s.steps)) if g.enabled and g.strength > 0 else 0
-    n = (g.n + 1) / 2 if g.adaptive_n else g.n
-    return (s.steps - guided) + guided * g.repeats * 3 * n
+    method = METHODS[g.method]
+    guided = guided_ns(g.start, g.end, s.steps, g.n, g.adaptive_n) if g.enabled and method.guides(g.strength) else {}
+    return method.run_cost(s.steps, guided, g.passes, getattr(config, g.method, None)).forward_units
 
 
 def estimate_cost(config: Config, model_size: tuple[int, int], frames: int) -> float:

@@ -9,10 +9,10 @@ Two tasks on `sagvideo.proxy` (class-conditional 16x16 digits, DDIM, classifier-
   samples with a weak condition (CFG 1, no amplification); the score is that cross-entropy and
   the accuracy of the final samples.
 
-Every method runs at its papers' defaults (`sagvideo.method_settings`) and at matched compute:
-the knob that buys more passes (FreeDoM's repeats, UG's recurrence, MPGD's time travel, CG's
-repeats, DOODL's iterations) is set to the largest value whose network evaluations + VJPs per
-run stay within those of SAG n = 4 on the same task (the counts of each row are measured, so the
+Every method runs at its papers' defaults (`sagvideo.method_registry`) and at matched compute:
+the knob that buys more work (`match_knob` in the registry: the passes per guided step of
+FreeDoM, UG, MPGD and CG, DOODL's iterations) is set to the largest value whose network
+evaluations + VJPs per run (the registry's cost per pass) stay within those of SAG n = 4 on the same task (the counts of each row are measured, so the
 table shows how close it came). SAG runs at n = 1, 2, 4, 8; MPGD also at SAG's step size (its
 official step is 75 times larger, see `MPGDSettings`). Each row is one child process
 (`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident size above the
@@ -23,6 +23,7 @@ SAG's step size is normalised over the whole batch, as in the pipeline.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from typing import Any, Callable
 
@@ -34,9 +35,6 @@ SAG_NS = (1, 2, 4, 8)
 MATCH_N = 4
 STYLE_METHODS = ("freedom", "ug", "mpgd", "doodl")
 CLASS_METHODS = ("freedom", "cg")  # gfcg has no knob that buys compute
-PASS_COST = {"freedom": 2, "ug": 2, "cg": 2, "mpgd": 1}  # evaluations + VJPs per guided pass
-MATCH_KNOB = {"freedom": "repeats", "ug": "recurrence", "mpgd": "time_travel", "cg": "repeats",
-              "doodl": "iterations"}
 
 
 class ProxyClasses:
@@ -78,19 +76,20 @@ class CountingEps:
         return self.eps_with_reference(x, t)[0]
 
 
-def _params(task: str, n: int, repeats: int = 2):
+def _params(task: str, n: int, passes: int | None = None):
+    """The shared knobs; `passes` None: each method's default."""
     from ..guidance import SAGParams
 
-    return SAGParams(strength=STRENGTH * CFG[task], start=0.3, end=0.7, n=n, repeats=repeats)
+    return SAGParams(strength=STRENGTH * CFG[task], start=0.3, end=0.7, n=n, passes=passes)
 
 
 def _run(proxy, task: str, method: str, x_T, labels, steps: int, n: int, knobs: dict):
     """(final samples, counting eps or None, records, network images or None) of one method."""
     import torch
 
-    from .. import method_settings as ms
     from ..guidance import ddim_timesteps, sample
-    from ..guidance.methods import CLASS_GUIDANCE, GUIDANCE, ClassifierLoss, sample_gfcg
+    from ..guidance.methods import ClassifierLoss, sample_gfcg
+    from ..method_registry import METHODS
     from ..proxy import NUM_TRAIN_TIMESTEPS, ProxyEps, RandomGramLoss
 
     timesteps = ddim_timesteps(NUM_TRAIN_TIMESTEPS, steps)
@@ -104,12 +103,12 @@ def _run(proxy, task: str, method: str, x_T, labels, steps: int, n: int, knobs: 
         out = sample_gfcg(model, x_T, proxy.alphas_cumprod, timesteps, labels=labels, cfg_scale=CFG[task],
                           params=_params(task, 1))
         return out.x0, None, out.records, model.images
-    params = _params(task, n, knobs.get("repeats", 2) if method == "freedom" else 2)
-    sampler, settings_class = {**GUIDANCE, **CLASS_GUIDANCE}[method]
-    own = {k: v for k, v in knobs.items() if not (method == "freedom" and k == "repeats")}
-    settings = settings_class(**own) if settings_class is not ms.SAGSettings else None
-    out = sampler(eps, x_T, proxy.alphas_cumprod, timesteps, loss_fn=loss_fn, params=params, settings=settings,
-                  generator=gen)
+    shared = {k.split(".", 1)[1]: v for k, v in knobs.items() if k.startswith("guidance.")}
+    own = {k.split(".", 1)[1]: v for k, v in knobs.items() if not k.startswith("guidance.")}
+    entry = METHODS[method]
+    params = dataclasses.replace(_params(task, n), **shared)
+    out = entry.sampler(eps, x_T, proxy.alphas_cumprod, timesteps, loss_fn=loss_fn, params=params,
+                  settings=entry.settings(**own), generator=gen)
     return out.x0, eps, out.records, None
 
 
@@ -145,11 +144,15 @@ def measure_method(task: str, method: str, setting: str, steps: int, seeds: int,
 
 
 def matched_knob(method: str, budget: float, task: str, steps: int) -> int:
-    """The largest pass count (iterations for DOODL) whose evaluations + VJPs stay within `budget`."""
+    """The largest value of the method's `match_knob` whose evaluations + VJPs stay within `budget`."""
+    from ..method_registry import METHODS, UNGUIDED_STEP
+
+    entry = METHODS[method]
+    if entry.whole_chain:  # iterations over the S-step chain, then the plain chain once more
+        return max(0, int((budget - steps * UNGUIDED_STEP.calls) // entry.cost(steps).calls))
     guided = len(_params(task, 1).guided_indices(steps))
-    if method == "doodl":  # per iteration 2S - 1 evaluations + S VJPs; the final pass S evaluations
-        return max(0, int((budget - steps) // (3 * steps - 1)))
-    return max(1, int((budget - (steps - guided)) // (guided * PASS_COST[method])))
+    per_pass = entry.cost(1).calls  # the matched methods take the one-step estimate
+    return max(1, int((budget - (steps - guided) * UNGUIDED_STEP.calls) // (guided * per_pass)))
 
 
 def _measure_in_process(kind: str, params: dict) -> dict:
@@ -158,6 +161,8 @@ def _measure_in_process(kind: str, params: dict) -> dict:
 
 def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | None = None) -> list[dict]:
     """Every row of both tasks, each through `run` (default: a fresh child process per row)."""
+    from ..method_registry import METHODS
+
     if run is None:
         from .children import run_child as run
     steps, seeds = args.steps, args.seeds
@@ -181,9 +186,9 @@ def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | N
         for method in others:
             rows.append(row(task, method, "defaults"))
             knob = matched_knob(method, budget, task, steps)
-            rows.append(row(task, method, f"matched to sag n={MATCH_N}", **{MATCH_KNOB[method]: knob}))
+            rows.append(row(task, method, f"matched to sag n={MATCH_N}", **{METHODS[method].match_knob: knob}))
             if method == "mpgd":  # its official step is 75 x SAG's; this row takes SAG's step size
-                rows.append(row(task, method, "SAG's step size", scale=1.0))
+                rows.append(row(task, method, "SAG's step size", **{"mpgd.scale": 1.0}))
         if task == "class":
             rows.append(row(task, "gfcg", "defaults"))
     return rows

@@ -7,10 +7,9 @@ from .losses import GramStyleLoss, LatentStyleLoss, gram
 from .protocols import EpsWithVJP, Evaluation, LossWithGradient, ReferencedEps
 from .sag import GuidedStep, GuidedStepRecord, SAGParams, SampleResult, guided_step, rms, sample, step_size
 from .windows import ContextWindows, WindowedEps, blend_weights, context_windows
-from .methods import CLASS_GUIDANCE, GUIDANCE, Method  # after the core: the methods build on it
 
 __all__ = [
-    "CLASS_GUIDANCE", "GUIDANCE", "METHODS", "Method", "SCHEMES", "CheckedEps", "ContextWindows", "EpsWithVJP", "EstimateGrid", "Evaluation",
+    "METHODS", "SCHEMES", "CheckedEps", "ContextWindows", "EpsWithVJP", "EstimateGrid", "Evaluation",
     "FiniteGuard", "GradientCost", "GradientResult", "GramStyleLoss", "GuidedStep", "GuidedStepRecord",
     "LatentStyleLoss", "LossWithGradient", "ReferencedEps", "SAGParams", "SampleResult", "WindowedEps",
     "blend_weights", "clean_estimate", "context_windows", "ddim_step", "ddim_timesteps", "estimate_grid",

@@ -18,7 +18,8 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import Tensor
 
-from ..defaults import GRADIENT_METHODS, SCHEMES, guided_indices
+from ..defaults import GRADIENT_METHODS, SCHEMES, guided_indices, guided_ns
+from ..method_registry import METHODS
 from .adjoint import gradient
 from .ddim import alpha_at, ddim_step, estimate_grid, predict_x0, renoise
 from .evals import CheckedEps, FiniteGuard, GradientCost
@@ -34,15 +35,15 @@ class SAGParams:
     end: float = 0.7
     n: int = 4
     adaptive_n: bool = False
-    repeats: int = 2
+    passes: int | None = None  # passes per guided step; None: the method's default (method_registry)
     gradient: str = "symplectic"  # how g is taken through the estimate: symplectic | direct | adjoint
     scheme: str = "euler"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.start <= self.end <= 1.0:
             raise ValueError(f"need 0 <= start <= end <= 1 for the guided range, got start={self.start}, end={self.end}.")
-        if self.n < 1 or self.repeats < 1:
-            raise ValueError(f"n and repeats must be >= 1, got n={self.n}, repeats={self.repeats}.")
+        if self.n < 1 or (self.passes is not None and self.passes < 1):
+            raise ValueError(f"n and passes must be >= 1, got n={self.n}, passes={self.passes}.")
         if self.gradient not in GRADIENT_METHODS or self.scheme not in SCHEMES:
             raise ValueError(f"gradient must be one of {GRADIENT_METHODS} and scheme one of {SCHEMES}.")
 
@@ -50,13 +51,13 @@ class SAGParams:
         """Step indices i (0 = noisiest) with start <= i / num_steps < end."""
         return guided_indices(self.start, self.end, num_steps)
 
-    def n_at(self, i: int, num_steps: int) -> int:
-        """n for step index i: constant, or with adaptive_n linear from n (first) down to 1 (last)."""
-        steps = self.guided_indices(num_steps)
-        if not self.adaptive_n or len(steps) < 2:
-            return self.n
-        frac = (steps[-1] - i) / (steps[-1] - steps[0])
-        return max(1, round(1 + (self.n - 1) * frac))
+    def guided_ns(self, num_steps: int) -> dict[int, int]:
+        """Guided step index -> n: constant, or with adaptive_n linear from n (first) down to 1 (last)."""
+        return guided_ns(self.start, self.end, num_steps, self.n, self.adaptive_n)
+
+    def passes_for(self, method: str) -> int:
+        """Passes per guided step for `method`: `passes`, else the method's default."""
+        return METHODS[method].passes(self.passes)
 
 
 def rms(x: Tensor) -> Tensor:
@@ -138,7 +139,7 @@ def guided_step(
     grad_eps_fn: EpsFn | None = None,
     on_record: Callable[[GuidedStepRecord], Any] | None = None,
 ) -> GuidedStep:
-    """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, repeated `params.repeats` times with re-noising.
+    """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, `passes` times with re-noising in between.
 
     x_t: (any shape, e.g. (B, C, F, H, W)). `grad_eps_fn` (default eps_fn) is the network
     differentiated for g, e.g. the conditional branch only. Noise for time travel comes from
@@ -161,7 +162,7 @@ def guided_step(
         x_prev = ddim_step(x, first.eps.detach(), a_t, a_prev) - rho * result.grad
         return x_prev, result.x0, GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict())
 
-    return travel(x_t, params.repeats, one_pass, a_t, a_prev, generator, on_record)
+    return travel(x_t, params.passes_for("sag"), one_pass, a_t, a_prev, generator, on_record)
 
 
 # one_pass(x_t, repeat) -> (x_prev, x0_hat, record)
@@ -235,14 +236,13 @@ def sample(
     sampling stops and the result is that clean estimate. `on_record(record)` runs after every
     guided pass.
     """
-    guided = set(params.guided_indices(len(timesteps))) if (params and loss_fn is not None) else set()
+    ns = params.guided_ns(len(timesteps)) if (params and loss_fn is not None) else {}
 
     def sag_step(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
-        return guided_step(eps_fn, x_t, t, a_prev, alphas_cumprod, loss_fn, params,
-                           n=params.n_at(i, len(timesteps)), index=i, generator=generator,
+        return guided_step(eps_fn, x_t, t, a_prev, alphas_cumprod, loss_fn, params, n=ns[i], index=i, generator=generator,
                            grad_eps_fn=grad_eps_fn, on_record=on_record)
 
-    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, guided, sag_step, on_step)
+    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(ns), sag_step, on_step)
 
 
 # guided(i, t, x_t, a_t, a_prev) -> GuidedStep for the step entering at x_t

@@ -31,7 +31,7 @@ def sample_cg(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
               params: SAGParams, settings: CGSettings | None = None, generator: torch.Generator | None = None,
               grad_eps_fn: EpsFn | None = None, on_step: StepCallback | None = None,
               on_record: RecordCallback | None = None) -> SampleResult:
-    """Classifier guidance on the steps `params` guides, `settings.repeats` passes each (`params.strength` unused)."""
+    """Classifier guidance on the steps `params` guides, `params.passes` each (default 1; `params.strength` unused)."""
     settings = check_inputs(x_T, alphas_cumprod, timesteps, settings, CGSettings, loss_fn)
     timesteps = list(timesteps)
     with_graph = shares_first_evaluation(eps_fn, grad_eps_fn)
@@ -49,7 +49,7 @@ def sample_cg(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
             record = GuidedStepRecord(i, t, r, 1, float(result.loss), scale, dict(cost.as_dict(), loss_grads=1))
             return ddim_step(x, eps_hat, a_t, a_prev), predict_x0(x, eps_hat, a_t), record
 
-        return travel(x_t, settings.repeats, one_pass, a_t, a_prev, generator, on_record)
+        return travel(x_t, params.passes_for("cg"), one_pass, a_t, a_prev, generator, on_record)
 
     return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(params.guided_indices(len(timesteps))), guided,
                     on_step)

@@ -17,7 +17,7 @@ back-propagates through all S graphs instead (the reference; memory grows with S
 
 Costs per iteration: 2S - 1 evaluations (S - 1 without a graph; the last forward one keeps its
 graph for the first VJP) and S VJPs; the final pass S more.
-The shared knobs strength / start / end / repeats / n / scheme do not apply: DOODL guides no
+The shared knobs strength / start / end / passes / n / scheme do not apply: DOODL guides no
 single step, and its chain is the DDIM (Euler) sampler itself.
 Shapes: x_T (any, e.g. (B, C, F, h, w)); B is the first dimension, norms are per sample.
 """

@@ -2,7 +2,7 @@
 
 The guidance gradient is taken through the one-step (Tweedie) estimate
 `x0_hat = (x_t - sqrt(1 - a_t) eps(x_t)) / sqrt(a_t)`, then `x_{t-1} = DDIM(x_t, eps) - rho g` with
-SAG's normalised rho, repeated `params.repeats` times with re-noising (time travel). Running
+SAG's normalised rho, `params.passes` times with re-noising (time travel). Running
 SAG's own code with n = 1 makes the two equal bit for bit by construction, which is the point:
 any difference between the `sag` and `freedom` rows of a benchmark is the n-step estimate.
 """
@@ -26,6 +26,6 @@ def sample_freedom(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps
                    on_step: StepCallback | None = None, on_record: RecordCallback | None = None) -> SampleResult:
     """FreeDoM from x_T (any shape): `params` with n = 1 (and no adaptive n); `params.gradient` is kept."""
     check_inputs(x_T, alphas_cumprod, timesteps, settings, FreeDoMSettings, loss_fn)
-    one_step = dataclasses.replace(params, n=1, adaptive_n=False)
+    one_step = dataclasses.replace(params, n=1, adaptive_n=False, passes=params.passes_for("freedom"))
     return sample(eps_fn, x_T, alphas_cumprod, list(timesteps), loss_fn=loss_fn, params=one_step, generator=generator,
                   grad_eps_fn=grad_eps_fn, on_step=on_step, on_record=on_record)

@@ -8,7 +8,7 @@ Per guided pass, with one graph-free evaluation and no backprop through the netw
 
 with `c_t = scale * strength * RMS(eps_c - eps_u) / RMS(dE/dx0)`, the normalisation of the
 official Stable Diffusion style code (method_settings.MPGDSettings says how its rho = 15 maps
-onto `scale`). `settings.time_travel` passes per guided step, re-noised in between.
+onto `scale`). `params.passes` per guided step (default 1), re-noised in between.
 Costs per pass: one network evaluation without a graph, zero VJPs, one loss gradient.
 Shapes: x (any, e.g. (B, C, F, h, w)).
 """
@@ -58,7 +58,7 @@ def sample_mpgd(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: l
             x_prev, x0_new, loss, c, cost = _mpgd_pass(eps_fn, x, t, a_t, a_prev, loss_fn, strength)
             return x_prev, x0_new, GuidedStepRecord(i, t, r, 1, loss, c, cost)
 
-        return travel(x_t, settings.time_travel, one_pass, a_t, a_prev, generator, on_record)
+        return travel(x_t, params.passes_for("mpgd"), one_pass, a_t, a_prev, generator, on_record)
 
     return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(params.guided_indices(len(timesteps))), guided,
                     on_step)

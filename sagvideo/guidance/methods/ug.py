@@ -1,6 +1,6 @@
 """`ug`: Universal Guidance (Bansal et al., "Universal Guidance for Diffusion Models", ICLR 2024, Algorithm 1).
 
-Per guided step, k = `settings.recurrence` passes (self-recurrence), each:
+Per guided step, k = `params.passes` passes (self-recurrence; default 6), each:
 
 1. forward guidance (their eq. 6): `eps_hat = eps(x_t) + s(t) grad_{x_t} E(x0_hat(x_t))` with the
    one-step estimate `x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)` and, as in the official
@@ -77,7 +77,7 @@ def sample_ug(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
               params: SAGParams, settings: UGSettings | None = None, generator: torch.Generator | None = None,
               grad_eps_fn: EpsFn | None = None, on_step: StepCallback | None = None,
               on_record: RecordCallback | None = None) -> SampleResult:
-    """Universal Guidance on the steps `params` guides; `params.repeats` is replaced by `settings.recurrence`."""
+    """Universal Guidance on the steps `params` guides, `params.passes` self-recurrence passes each (default 6)."""
     settings = check_inputs(x_T, alphas_cumprod, timesteps, settings, UGSettings, loss_fn)
     timesteps = list(timesteps)
     # the one evaluation keeps its graph for the VJP unless the network differentiates itself
@@ -89,7 +89,7 @@ def sample_ug(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
                                                        loss_fn, params, settings, with_graph)
             return x_prev, x0_hat, GuidedStepRecord(i, t, r, 1, loss, rho, cost)
 
-        return travel(x_t, settings.recurrence, one_pass, a_t, a_prev, generator, on_record)
+        return travel(x_t, params.passes_for("ug"), one_pass, a_t, a_prev, generator, on_record)
 
     return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(params.guided_indices(len(timesteps))), guided,
                     on_step)
