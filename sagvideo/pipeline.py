@@ -27,7 +27,8 @@ from .config import Config
 from .errors import ConfigError, InputError
 from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
 from .guidance import (
-    ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
+    ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, StepCallback, WindowedEps, context_windows,
+    ddim_timesteps, sample,
 )
 from .levers import applied_levers
 from .method_registry import METHODS
@@ -37,9 +38,6 @@ from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
 from .runtime import Runtime
 from .video.depth import clip_depth, depth_to_control_image
-
-# on_step(step index, timestep, x_t, x0_hat, loss or None) -> False to stop early
-StepCallback = Callable[[int, int, torch.Tensor, torch.Tensor, "float | None"], Any]
 
 
 @dataclass

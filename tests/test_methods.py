@@ -155,7 +155,7 @@ def test_doodl_moves_x_T_keeping_each_samples_norm():
     result = run("doodl", eps, x_T, lambda x: plain(x), on_step=lambda i, t, x, x0, l: seen.setdefault(i, x))
     norms = lambda x: x.flatten(1).norm(dim=1)  # noqa: E731
     assert torch.allclose(norms(seen[0]), norms(x_T), rtol=1e-5) and not torch.equal(seen[0], x_T)
-    assert [r.index for r in result.records] == [0, 1]
+    assert [r.iteration for r in result.records] == [0, 1]
 
 
 def test_ug_backward_guidance_lowers_a_convex_loss():

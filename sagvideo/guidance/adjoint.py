@@ -106,14 +106,22 @@ def loss_and_lambda(loss_fn: LossFn, x0: Tensor, guard: FiniteGuard | None = Non
     return loss.detach(), lam.to(x0.dtype)
 
 
-def _symplectic(eps: CheckedEps, x_t, grid, loss_fn, scheme, first) -> GradientResult:
+def symplectic_gradient(eps: CheckedEps, x_t: Tensor, grid: EstimateGrid, loss_fn: LossFn, scheme: str = "euler",
+                        first: Evaluation | None = None, backward: CheckedEps | None = None) -> GradientResult:
+    """dE/dx_t through the steps of `grid` from x_t (any shape): a graph-free forward keeping the
+    states, then one VJP per evaluation in reverse. `backward` (default `eps`) is the network the
+    VJPs differentiate; the forward's last evaluation keeps its graph for the first VJP only when
+    the two are the same."""
+    backward = eps if backward is None else backward
     with torch.no_grad():
-        x0, saved, kept = _FORWARD[scheme](eps, x_t.detach(), grid, first, keep_last_graph=True)
+        x0, saved, kept = _FORWARD[scheme](eps, x_t.detach(), grid, first, keep_last_graph=backward is eps)
     loss, lam = loss_and_lambda(loss_fn, x0, eps.guard)
-    return GradientResult(_BACKWARD[scheme](eps, saved, grid, lam, kept), loss, x0)
+    return GradientResult(_BACKWARD[scheme](backward, saved, grid, lam, kept), loss, x0)
 
 
-def _direct(eps: CheckedEps, x_t, grid, loss_fn, scheme, first) -> GradientResult:
+def direct_gradient(eps: CheckedEps, x_t: Tensor, grid: EstimateGrid, loss_fn: LossFn, scheme: str = "euler",
+                    first: Evaluation | None = None) -> GradientResult:
+    """dE/dx_t by autograd through every step of `grid` (all graphs alive at once: the reference)."""
     shared = first is not None and first.has_graph
     leaf = first.x if shared else x_t.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -166,7 +174,7 @@ def gradient(
     grid = estimate_grid(t, n, alphas_cumprod)
     if first is not None and first.eps.shape != x_t.shape:
         raise ValueError(f"the first prediction has shape {tuple(first.eps.shape)}, expected x_t's {tuple(x_t.shape)}.")
-    run = {"symplectic": _symplectic, "direct": _direct, "adjoint": _continuous_adjoint}[method]
+    run = {"symplectic": symplectic_gradient, "direct": direct_gradient, "adjoint": _continuous_adjoint}[method]
     result = run(eps, x_t, grid, loss_fn, scheme, first)
     result.grad = result.grad.to(x_t.dtype)
     return result

@@ -1,7 +1,7 @@
 """Stateless DDIM (eta = 0) and the sub-grid of the n-step clean estimate.
 
 With `y = x / sqrt(a)` and `sigma = sqrt((1 - a) / a)`, a DDIM step from `a` to `a_next` is one
-explicit Euler step of the probability-flow ODE `dy/dsigma = eps` (DESIGN section 2). Nothing
+explicit Euler step of the probability-flow ODE `dy/dsigma = eps` (DDIM paper, eq. 14). Nothing
 here keeps state, so a step can be repeated (time travel) or re-run for a VJP.
 """
 
@@ -44,9 +44,15 @@ def renoise(x_prev: Tensor, a_t: float, a_prev: float, generator: torch.Generato
     seeded run repeats bit for bit.
     """
     ratio = a_t / a_prev
+    return math.sqrt(ratio) * x_prev + math.sqrt(1.0 - ratio) * noise_like(x_prev, generator)
+
+
+def noise_like(like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """xi ~ N(0, I) shaped like `like`, drawn in float32 on the generator's device, then moved to
+    `like`'s device and dtype (so a seed gives the same noise on every device and precision)."""
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    xi = torch.randn(x_prev.shape, generator=generator, device=gen_device, dtype=torch.float32)
-    return math.sqrt(ratio) * x_prev + math.sqrt(1.0 - ratio) * xi.to(x_prev.device, x_prev.dtype)
+    xi = torch.randn(like.shape, generator=generator, device=gen_device, dtype=torch.float32)
+    return xi.to(like.device, like.dtype)
 
 
 def alpha_at(alphas_cumprod: Tensor, t: int | None) -> float:

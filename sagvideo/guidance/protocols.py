@@ -4,7 +4,7 @@ A noise predictor is any callable `eps_fn(x, t) -> eps` (same shape as x). Some 
 and the core uses it when they do (checked with `isinstance`, never with `hasattr`):
 
 * `ReferencedEps`: classifier-free guidance exposes `eps_c - eps_u`, which sets the guidance
-  step size `rho = strength * RMS(eps_c - eps_u) / RMS(g)` (DESIGN section 2);
+  step size `rho = strength * RMS(eps_c - eps_u) / RMS(g)` (`guidance.loop.step_size`);
 * `EpsWithVJP`: a predictor that computes its own vector-Jacobian product, e.g. one that runs a
   long clip as overlapping windows and differentiates window by window so that one window's
   graph is alive at a time;

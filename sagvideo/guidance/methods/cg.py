@@ -21,10 +21,11 @@ from ...method_settings import CGSettings
 from ..adjoint import gradient
 from ..ddim import ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost
+from ..loop import (
+    GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs,
+    first_evaluation, run_loop, shares_first_evaluation, travel,
+)
 from ..protocols import EpsFn, LossFn
-from ..sag import (GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation,
-                   shares_first_evaluation)
-from .common import RecordCallback, check_inputs, run_loop, travel
 
 
 def sample_cg(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], *, loss_fn: LossFn,
@@ -41,7 +42,7 @@ def sample_cg(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: lis
 
         def one_pass(x: Tensor, r: int):
             cost, guard = GradientCost(), FiniteGuard()
-            first, _ = _first_evaluation(eps_fn, x, t, with_graph, cost, guard)
+            first, _ = first_evaluation(eps_fn, x, t, with_graph, cost, guard)
             result = gradient(CheckedEps(grad_eps_fn or eps_fn, cost, guard), x, t, alphas_cumprod, loss_fn, n=1,
                               method="symplectic", scheme="euler", first=first if grad_eps_fn is None else None)
             guard.check()

@@ -27,14 +27,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from dataclasses import dataclass, field
+
 from ...method_settings import DOODLSettings
-from ..adjoint import loss_and_lambda
-from ..ddim import EstimateGrid, alpha_at
-from ..euler import euler_backward, euler_forward
+from ..adjoint import direct_gradient, symplectic_gradient
+from ..ddim import EstimateGrid, alpha_at, noise_like
 from ..evals import CheckedEps, FiniteGuard, GradientCost
+from ..loop import RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs, ddim_sample
 from ..protocols import EpsFn, LossFn
-from ..sag import GuidedStepRecord, SAGParams, SampleResult, StepCallback, sample
-from .common import RecordCallback, check_inputs
 
 CHAIN_GRADIENTS = ("symplectic", "direct")
 
@@ -48,23 +48,15 @@ def chain_gradient(forward: CheckedEps, backward: CheckedEps, x_T: Tensor, grid:
                    method: str = "symplectic") -> tuple[Tensor, Tensor, Tensor]:
     """`(E(x_0), dE/dx_T, x_0)` through the DDIM chain from x_T (shapes of x_T; the loss 0-d).
 
-    "symplectic": graph-free forward keeping the states, then one VJP per step in reverse
-    (`backward` differentiates; the last forward evaluation keeps its graph when both are the
-    same network). "direct": autograd through the whole chain.
+    The chain is one estimate grid, so this is SAG's gradient over it (`adjoint`): "symplectic"
+    runs a graph-free forward and one VJP per step in reverse (`backward` differentiates);
+    "direct" back-propagates through the whole chain.
     """
     if method == "direct":
-        leaf = x_T.detach().requires_grad_(True)
-        with torch.enable_grad():
-            x0, _, _ = euler_forward(forward, leaf, grid)
-            loss, lam = loss_and_lambda(loss_fn, x0, forward.guard)
-            (grad,) = torch.autograd.grad(x0, leaf, lam)
-        forward.cost.vjps += 1
-        return loss, grad, x0.detach()
-    keep = backward is forward
-    with torch.no_grad():
-        x0, states, kept = euler_forward(forward, x_T.detach(), grid, keep_last_graph=keep)
-    loss, lam = loss_and_lambda(loss_fn, x0, forward.guard)
-    return loss, euler_backward(backward, states, grid, lam, kept), x0
+        result = direct_gradient(forward, x_T.detach(), grid, loss_fn)
+    else:
+        result = symplectic_gradient(forward, x_T, grid, loss_fn, backward=backward)
+    return result.loss, result.grad, result.x0
 
 
 def _per_sample_norm(x: Tensor) -> Tensor:
@@ -72,10 +64,16 @@ def _per_sample_norm(x: Tensor) -> Tensor:
     return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
 
 
-def _noise(like: Tensor, generator: torch.Generator | None) -> Tensor:
-    device = generator.device if generator is not None else torch.device("cpu")
-    xi = torch.randn(like.shape, generator=generator, device=device, dtype=torch.float32)
-    return xi.to(like.device, like.dtype)
+@dataclass
+class DOODLRecord:
+    """What one DOODL iteration did: the loss at the chain's end, the learning rate, the chain's
+    steps (each an evaluation of the forward and one VJP), and the counts."""
+
+    iteration: int
+    loss: float
+    lr: float
+    chain_steps: int
+    cost: dict[str, int] = field(default_factory=dict)
 
 
 def sample_doodl(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], *, loss_fn: LossFn,
@@ -96,7 +94,7 @@ def sample_doodl(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: 
     x = x_T.detach().clone()
     start_norm = _per_sample_norm(x)
     velocity: Tensor | None = None
-    records: list[GuidedStepRecord] = []
+    records: list[DOODLRecord] = []
     for it in range(settings.iterations):
         cost, guard = GradientCost(), FiniteGuard()
         forward = CheckedEps(eps_fn, cost, guard)
@@ -107,10 +105,10 @@ def sample_doodl(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: 
         velocity = step if velocity is None else settings.momentum * velocity + step
         x = x + velocity
         if settings.perturbation:
-            x = x + settings.perturbation * _noise(x, generator)
+            x = x + settings.perturbation * noise_like(x, generator)
         x = x * (start_norm / _per_sample_norm(x))
-        records.append(GuidedStepRecord(it, timesteps[0], 0, grid.n, float(loss), settings.lr, cost.as_dict()))
+        records.append(DOODLRecord(it, float(loss), settings.lr, grid.n, cost.as_dict()))
         if on_record is not None:
             on_record(records[-1])
-    final = sample(eps_fn, x, alphas_cumprod, timesteps, on_step=on_step)
+    final = ddim_sample(eps_fn, x, alphas_cumprod, timesteps, on_step=on_step)
     return SampleResult(final.x0, records, final.stopped_at)

@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 
 from ...method_settings import FreeDoMSettings
+from ..loop import RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs
 from ..protocols import EpsFn, LossFn
-from ..sag import SAGParams, SampleResult, StepCallback, sample
-from .common import RecordCallback, check_inputs
+from .sag import sample
 
 
 def sample_freedom(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], *, loss_fn: LossFn,

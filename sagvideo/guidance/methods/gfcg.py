@@ -26,9 +26,10 @@ from torch import Tensor
 
 from ...method_settings import GFCGSettings
 from ..ddim import ddim_step, predict_x0
-from ..sag import GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback
+from ..loop import (
+    GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs, run_loop,
+)
 from .classes import UNCONDITIONAL, ClassConditional
-from .common import RecordCallback, check_inputs, run_loop
 
 
 class ClassCFG:

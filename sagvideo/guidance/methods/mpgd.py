@@ -24,16 +24,18 @@ from ...method_settings import MPGDSettings
 from ..adjoint import loss_and_lambda
 from ..ddim import predict_x0
 from ..evals import FiniteGuard, GradientCost
+from ..loop import (
+    GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs,
+    first_evaluation, run_loop, step_size, travel,
+)
 from ..protocols import EpsFn, LossFn
-from ..sag import GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation, step_size
-from .common import RecordCallback, check_inputs, run_loop, travel
 
 
 def _mpgd_pass(eps_fn: EpsFn, x_t: Tensor, t: int, a_t: float, a_prev: float, loss_fn: LossFn,
                strength: float) -> tuple[Tensor, Tensor, float, float, dict]:
     """One pass: (x_{t-1}, the updated clean estimate x0', loss at x0, c_t, cost)."""
     cost, guard = GradientCost(), FiniteGuard()
-    first, reference = _first_evaluation(eps_fn, x_t, t, False, cost, guard)
+    first, reference = first_evaluation(eps_fn, x_t, t, False, cost, guard)
     eps = first.eps
     x0 = predict_x0(x_t, eps, a_t)
     loss, lam = loss_and_lambda(loss_fn, x0, guard)

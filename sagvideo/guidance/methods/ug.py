@@ -28,10 +28,11 @@ from ...method_settings import UGSettings
 from ..adjoint import gradient, loss_and_lambda
 from ..ddim import ddim_coefficients, ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost
+from ..loop import (
+    GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs,
+    first_evaluation, run_loop, shares_first_evaluation, step_size, travel,
+)
 from ..protocols import EpsFn, LossFn
-from ..sag import (GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, _first_evaluation,
-                   shares_first_evaluation, step_size)
-from .common import RecordCallback, check_inputs, run_loop, travel
 
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, which the official code uses
 ADAM_EPS = 1e-8
@@ -55,7 +56,7 @@ def _ug_pass(eps_fn: EpsFn, grad_eps_fn: EpsFn | None, x_t: Tensor, t: int, a_t:
              with_graph: bool) -> tuple[Tensor, Tensor, float, float, dict]:
     """One pass: (x_{t-1}, the guided clean estimate, loss at x0_hat, rho, cost)."""
     cost, guard = GradientCost(), FiniteGuard()
-    first, reference = _first_evaluation(eps_fn, x_t, t, with_graph, cost, guard)
+    first, reference = first_evaluation(eps_fn, x_t, t, with_graph, cost, guard)
     result = gradient(CheckedEps(grad_eps_fn or eps_fn, cost, guard), x_t, t, alphas_cumprod, loss_fn, n=1,
                       method="symplectic", scheme="euler", first=first if grad_eps_fn is None else None)
     eps = first.eps.detach()

@@ -1,13 +1,12 @@
-"""The guided sampling step (normalised step size, time travel, adaptive n) and a DDIM sampler.
+"""What every guidance method shares: where to guide, the step size, the DDIM loop, time travel, records.
 
-Model-agnostic: it knows `eps_fn(x, t)` and tensors. A `ReferencedEps` (classifier-free
-guidance, offering `eps_c - eps_u`) gets the paper's step size
-`rho = strength * RMS(eps_c - eps_u) / RMS(g)`; a plain `eps_fn` uses RMS(eps).
-
-A guided pass evaluates the network at `x_t` once: that prediction makes the DDIM step, sets
-the step size and starts the clean estimate (with its graph when it is the estimate's only
-evaluation, n = 1). Unguided steps run under `torch.inference_mode`. Finiteness is checked
-once per guided pass and once at the end, not after every evaluation.
+Model-agnostic: it knows `eps_fn(x, t)` and tensors. `run_loop` is the DDIM (eta = 0) loop with
+the guided step passed in: unguided steps run under `torch.inference_mode`, finiteness is
+checked once per guided step and at the end, `on_step(i, t, x_t, x0_hat, loss)` may stop
+sampling by returning False. `travel` runs a guided step's passes with re-noising in between.
+A `ReferencedEps` (classifier-free guidance, offering `eps_c - eps_u`) gets the normalised
+step size `rho = strength * RMS(eps_c - eps_u) / RMS(g)`; a plain `eps_fn` uses RMS(eps).
+The methods themselves live in `guidance/methods/` (SAG among them).
 """
 
 from __future__ import annotations
@@ -20,10 +19,9 @@ from torch import Tensor
 
 from ..defaults import GRADIENT_METHODS, SCHEMES, guided_indices, guided_ns
 from ..method_registry import METHODS
-from .adjoint import gradient
-from .ddim import alpha_at, ddim_step, estimate_grid, predict_x0, renoise
-from .evals import CheckedEps, FiniteGuard, GradientCost
-from .protocols import EpsFn, EpsWithVJP, Evaluation, LossFn, ReferencedEps
+from .ddim import alpha_at, ddim_step, predict_x0, renoise
+from .evals import FiniteGuard, GradientCost
+from .protocols import EpsFn, EpsWithVJP, Evaluation, ReferencedEps
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,12 @@ def eps_and_reference(eps_fn: EpsFn, x: Tensor, t: int) -> tuple[Tensor, Tensor]
 
 @dataclass
 class GuidedStepRecord:
-    """What one guided pass did: for the report and the benchmarks."""
+    """What one pass of a guided step did, for the report and the benchmarks.
+
+    index: the step (0 = noisiest); repeat: the pass (0-based); n: evaluations in its clean
+    estimate; loss at that estimate; rho: the scale its update took, in the method's terms (SAG,
+    FreeDoM and UG's rho, MPGD's c_t, CG's s sqrt(1 - a_t), GFCG's mean w_t); cost: the counts.
+    """
 
     index: int
     timestep: int
@@ -90,6 +93,10 @@ class GuidedStepRecord:
     loss: float
     rho: float
     cost: dict[str, int] = field(default_factory=dict)
+
+
+# on_record(record) after every guided pass (or DOODL iteration); records are each method's own type
+RecordCallback = Callable[[Any], Any]
 
 
 class GuidedStep(NamedTuple):
@@ -106,7 +113,7 @@ def shares_first_evaluation(eps_fn: EpsFn, grad_eps_fn: EpsFn | None) -> bool:
     return grad_eps_fn is None and not isinstance(eps_fn, EpsWithVJP)
 
 
-def _first_evaluation(eps_fn: EpsFn, x_t: Tensor, t: int, with_graph: bool, cost: GradientCost,
+def first_evaluation(eps_fn: EpsFn, x_t: Tensor, t: int, with_graph: bool, cost: GradientCost,
                       guard: FiniteGuard) -> tuple[Evaluation, Tensor]:
     """The prediction at x_t (with its graph when asked) and the reference for rho."""
     if with_graph:
@@ -124,53 +131,12 @@ def _first_evaluation(eps_fn: EpsFn, x_t: Tensor, t: int, with_graph: bool, cost
     return first, reference.detach()
 
 
-def guided_step(
-    eps_fn: EpsFn,
-    x_t: Tensor,
-    t: int,
-    a_prev: float,
-    alphas_cumprod: Tensor,
-    loss_fn: LossFn,
-    params: SAGParams,
-    *,
-    n: int,
-    index: int = 0,
-    generator: torch.Generator | None = None,
-    grad_eps_fn: EpsFn | None = None,
-    on_record: Callable[[GuidedStepRecord], Any] | None = None,
-) -> GuidedStep:
-    """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, `passes` times with re-noising in between.
-
-    x_t: (any shape, e.g. (B, C, F, H, W)). `grad_eps_fn` (default eps_fn) is the network
-    differentiated for g, e.g. the conditional branch only. Noise for time travel comes from
-    `generator`. `on_record` is called after each pass (e.g. to show progress). Per pass the
-    network runs 2n - 1 times with n VJPs (Euler, symplectic, one window; see `sag_gradient`).
-    """
-    a_t = alpha_at(alphas_cumprod, t)
-    grad_fn = grad_eps_fn or eps_fn
-    evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
-    with_graph = shares_first_evaluation(eps_fn, grad_eps_fn) and (
-        params.gradient == "direct" or (params.gradient == "symplectic" and evaluated == 1))
-
-    def one_pass(x: Tensor, r: int) -> tuple[Tensor, Tensor, GuidedStepRecord]:
-        cost, guard = GradientCost(), FiniteGuard()
-        first, reference = _first_evaluation(eps_fn, x, t, with_graph, cost, guard)
-        result = gradient(CheckedEps(grad_fn, cost, guard), x, t, alphas_cumprod, loss_fn, n=n,
-                          method=params.gradient, scheme=params.scheme, first=first if grad_eps_fn is None else None)
-        guard.check()  # the pass's one synchronisation for NaN/inf
-        rho = step_size(reference, result.grad, params.strength)
-        x_prev = ddim_step(x, first.eps.detach(), a_t, a_prev) - rho * result.grad
-        return x_prev, result.x0, GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict())
-
-    return travel(x_t, params.passes_for("sag"), one_pass, a_t, a_prev, generator, on_record)
-
-
 # one_pass(x_t, repeat) -> (x_prev, x0_hat, record)
 PassFn = Callable[[Tensor, int], "tuple[Tensor, Tensor, GuidedStepRecord]"]
 
 
 def travel(x_t: Tensor, passes: int, one_pass: PassFn, a_t: float, a_prev: float,
-           generator: torch.Generator | None, on_record: Callable[[GuidedStepRecord], Any] | None) -> GuidedStep:
+           generator: torch.Generator | None, on_record: RecordCallback | None) -> GuidedStep:
     """Run `passes` guided passes at one step, re-noising x_{t-1} back to x_t between them.
 
     The re-noising is the time travel / self-recurrence of SAG, FreeDoM and Universal Guidance:
@@ -192,7 +158,7 @@ class SampleResult:
     """x0: the clean sample (shape of x_T); `stopped_at`: the step index an `on_step` stopped at."""
 
     x0: Tensor
-    records: list[GuidedStepRecord]
+    records: list[Any]  # the method's records: `GuidedStepRecord`s, DOODL's `DOODLRecord`s
     stopped_at: int | None = None
 
 
@@ -214,48 +180,20 @@ def _normal(x: Tensor | None) -> Tensor | None:
     return x.clone() if x is not None and x.is_inference() else x
 
 
-def sample(
-    eps_fn: EpsFn,
-    x_T: Tensor,
-    alphas_cumprod: Tensor,
-    timesteps: list[int],
-    *,
-    loss_fn: LossFn | None = None,
-    params: SAGParams | None = None,
-    generator: torch.Generator | None = None,
-    grad_eps_fn: EpsFn | None = None,
-    on_step: StepCallback | None = None,
-    on_record: Callable[[GuidedStepRecord], Any] | None = None,
-) -> SampleResult:
-    """A whole DDIM (eta = 0) trajectory over `timesteps` (high to low), guided where `params` says.
-
-    x_T: initial noise (any shape). Returns the clean sample (the last step goes to alpha-bar 1)
-    and the guided-step records. After every step `on_step(i, t, x_t, x0_hat, loss)` sees the
-    state entering the step, its clean estimate (the n-step one on guided steps, the one-step
-    one otherwise) and the last guided loss (None on unguided steps); when it returns False,
-    sampling stops and the result is that clean estimate. `on_record(record)` runs after every
-    guided pass.
-    """
-    ns = params.guided_ns(len(timesteps)) if (params and loss_fn is not None) else {}
-
-    def sag_step(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
-        return guided_step(eps_fn, x_t, t, a_prev, alphas_cumprod, loss_fn, params, n=ns[i], index=i, generator=generator,
-                           grad_eps_fn=grad_eps_fn, on_record=on_record)
-
-    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(ns), sag_step, on_step)
-
-
 # guided(i, t, x_t, a_t, a_prev) -> GuidedStep for the step entering at x_t
 GuidedFn = Callable[[int, int, Tensor, float, float], GuidedStep]
 
 
 def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], guided: set[int],
-             guided_step: GuidedFn, on_step: StepCallback | None = None) -> SampleResult:
-    """DDIM (eta = 0) over `timesteps`, calling `guided_step` on the indices in `guided`.
+             guided_step: GuidedFn | None, on_step: StepCallback | None = None) -> SampleResult:
+    """DDIM (eta = 0) over `timesteps` (high to low) from x_T (any shape), calling `guided_step` on
+    the indices in `guided`.
 
-    The loop every guidance method shares (`sample`'s contract): unguided steps run under
-    `torch.inference_mode`, finiteness is checked once per guided step and at the end, the last
-    step goes to alpha-bar 1, and `on_step` returning False stops early.
+    The loop every guidance method shares: unguided steps run under `torch.inference_mode`,
+    finiteness is checked once per guided step and at the end, the last step goes to alpha-bar
+    1. After every step `on_step(i, t, x_t, x0_hat, loss)` sees the state entering the step, its
+    clean estimate and the last guided loss (None on unguided steps); when it returns False,
+    sampling stops and the result is that clean estimate.
     """
     records: list[GuidedStepRecord] = []
     guard = FiniteGuard()
@@ -277,3 +215,33 @@ def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list
         x = x_next
     guard.check()
     return SampleResult(_normal(x), records)
+
+
+def ddim_sample(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int],
+                on_step: StepCallback | None = None) -> SampleResult:
+    """The plain DDIM (eta = 0) chain over `timesteps` from x_T (any shape), nothing guided."""
+    return run_loop(eps_fn, x_T, alphas_cumprod, list(timesteps), set(), None, on_step)
+
+
+def check_inputs(x_T: Any, alphas_cumprod: Any, timesteps: Any, settings: Any, settings_class: type,
+                 loss_fn: Any = None, needs_loss: bool = True) -> Any:
+    """Validate a sampler's arguments at the door; returns the settings (the default ones for None)."""
+    if not isinstance(x_T, Tensor) or not x_T.is_floating_point():
+        raise TypeError(f"x_T must be a floating-point torch.Tensor (any shape, e.g. (B, C, F, h, w)), "
+                        f"got {type(x_T).__name__}.")
+    if not isinstance(alphas_cumprod, Tensor) or alphas_cumprod.dim() != 1:
+        raise TypeError("alphas_cumprod must be a 1-D torch.Tensor (the scheduler's alphas_cumprod).")
+    steps = list(timesteps) if not isinstance(timesteps, Tensor) else timesteps.tolist()
+    if not steps or any(isinstance(t, bool) or not isinstance(t, int) for t in steps):
+        raise TypeError(f"timesteps must be a non-empty list of integers, high to low, got {timesteps!r}.")
+    if any(b >= a for a, b in zip(steps, steps[1:])) or not 0 <= steps[-1] <= steps[0] < len(alphas_cumprod):
+        raise ValueError(f"timesteps must fall strictly from high to low within 0..{len(alphas_cumprod) - 1}, "
+                         f"got {steps}. Use sagvideo.guidance.ddim_timesteps(...).")
+    if needs_loss and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable as loss_fn(x0_hat) -> scalar, got {type(loss_fn).__name__}.")
+    settings = settings_class() if settings is None else settings
+    if not isinstance(settings, settings_class):
+        raise TypeError(f"settings must be a {settings_class.__name__} (sagvideo.method_settings), "
+                        f"got {type(settings).__name__}.")
+    settings.check()
+    return settings
