@@ -7,17 +7,14 @@ with code 2 and a message that names the problem and the fix; nothing partial is
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from pathlib import Path
 
+from .commandline import add_config_flags, config_from_flags, run_command
 from .defaults import GRADIENT_METHODS, SCHEMES
 from .method_registry import PIPELINE_METHODS
-from .errors import SagVideoError
 from .version import package_version
-
-DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 # flag name -> config key; None values are "not given" and leave the config alone
 FLAG_KEYS = {
@@ -35,9 +32,7 @@ FLAG_KEYS = {
 
 def config_from_args(args: argparse.Namespace, default: str | None = None):
     """Defaults <- --config files <- --set pairs <- explicit flags."""
-    from .config import load_config, parse_set_items
-
-    overrides = parse_set_items(getattr(args, "set", None))
+    overrides = {}
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
         if value is not None:
@@ -47,15 +42,11 @@ def config_from_args(args: argparse.Namespace, default: str | None = None):
     for flag in ("overwrite", "gif", "frames_dir"):
         if getattr(args, flag, False):
             overrides[f"output.{flag}"] = True
-    files = args.config or ([default] if default else [])
-    return load_config(files, overrides)
+    return config_from_flags(args, overrides, default)
 
 
 def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
-    p.add_argument("--config", action="append", metavar="NAME|FILE",
-                   help="YAML config or a name in configs/ (video, image, tiny, 12gb, 8gb); repeatable")
-    p.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
-                   help="override any config key, e.g. --set guidance.n=8 video.size=768")
+    add_config_flags(p)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -235,36 +226,9 @@ def _print_done(report: dict, output: Path) -> None:
     print(f"wrote {output} (report {Path(output).with_suffix('.json')}){trend}")
 
 
-def torch_out_of_memory() -> type[BaseException]:
-    """torch.OutOfMemoryError, imported only once a command runs (keeps --help fast)."""
-    import torch
-
-    return torch.OutOfMemoryError
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = args.handler
-    try:
-        return int(handler(args) or 0)
-    except SagVideoError as exc:
-        print(f"sagvideo: error: {exc}", file=sys.stderr)
-        return 2
-    except torch_out_of_memory() as exc:
-        print(f"sagvideo: error: out of GPU memory ({str(exc).splitlines()[0]}). To fix: add --config 12gb (or 8gb), "
-              f"use fewer --frames or a smaller --size, or --set guidance.n=2.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
-            raise
-        print(f"sagvideo: error: cannot write '{exc.filename or 'an output'}': {exc.strerror} (the disk or a quota "
-              f"is full, or a file size limit was hit). Nothing partial was kept. To fix: free space, or write to "
-              f"another disk (-o).", file=sys.stderr)
-        return 1
+    args = build_parser().parse_args(argv)
+    return run_command(args.handler, args)
 
 
 def console_main() -> None:

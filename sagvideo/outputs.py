@@ -21,7 +21,7 @@ from .images import contact_sheet, write_image
 from .layout import OutputLayout
 from .metrics.plot import plot_run
 from .pipeline import StepCallback, StylizePipeline, StylizeResult
-from .report import TINY_LABEL, mark_stage, write_report
+from .report import TINY_LABEL, write_report
 from .video.depth import depth_to_uint8
 from .video.frames import ResizedFrames
 from .video.io import Clip
@@ -72,7 +72,6 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
     report, final = result.report, layout.planned(output)
     frames = ResizedFrames(result.model_frames, clip.source_size)
     start = time.perf_counter()
-    mark_stage("write")
     with staging_dir(layout.main) as stage:
         staged = {name: stage / path.name for name, path in final.items()}
         write_video(frames, staged["video"], clip.output_fps, audio_from=clip.path if clip.has_audio else None,

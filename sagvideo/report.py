@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import resource
 import time
@@ -22,24 +21,6 @@ from .version import package_version
 TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
 
 
-STAGE_LOG_ENV = "SAGVIDEO_STAGE_LOG"
-
-
-def mark_stage(name: str) -> None:
-    """Append "<pid> <stage>" to $SAGVIDEO_STAGE_LOG when it is set (one O_APPEND write).
-
-    A debugging aid, like the batch's execution log: the fault-injection tests use it to kill a
-    run while it is inside a given stage.
-    """
-    path = os.environ.get(STAGE_LOG_ENV)
-    if path:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{os.getpid()} {name}\n".encode())
-        finally:
-            os.close(fd)
-
-
 class Stopwatch:
     """Seconds per named stage, for the report."""
 
@@ -48,7 +29,6 @@ class Stopwatch:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        mark_stage(name)
         start = time.perf_counter()
         try:
             yield

@@ -2,7 +2,7 @@
 
 The end-to-end tests launch `python -m sagvideo.batch` in a subprocess (Lightning DDP on CPU
 with gloo, two ranks) with the tiny preset on the real fixture clip, and count job executions
-through the SAGVIDEO_EXECUTION_LOG debugging aid. OMP_NUM_THREADS=1 in every run: the same
+through `tests/hooked.py batch LOG` (a launcher that logs each job start). OMP_NUM_THREADS=1 in every run: the same
 thread count everywhere keeps CPU float results bit-identical between the 1- and 2-process
 runs, and two ranks on a 2-core machine must not oversubscribe it.
 """
@@ -71,10 +71,8 @@ def write_jobs(path: Path, extra: list[dict]) -> Path:
 
 def run_cli(args: list[str], log: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    env.pop("SAGVIDEO_EXECUTION_LOG", None)
-    if log is not None:
-        env["SAGVIDEO_EXECUTION_LOG"] = str(log)
-    return subprocess.run([sys.executable, "-m", "sagvideo.batch", *args], env=env, cwd=ROOT,
+    command = ["-m", "sagvideo.batch"] if log is None else [str(ROOT / "tests" / "hooked.py"), "batch", str(log)]
+    return subprocess.run([sys.executable, *command, *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -366,9 +364,9 @@ def test_two_ranks_run_each_job_once_fail_alone_and_resume(jobdir, reference):
 @pytest.mark.slow
 def test_killed_run_resumes_without_partial_files(jobdir, reference):
     outdir, log = jobdir / "killed", jobdir / "killed.log"
-    cmd = [sys.executable, "-m", "sagvideo.batch", str(jobdir / "good.yaml"), "-o", str(outdir),
-           "--devices", "2", "--accelerator", "cpu", *TINY]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", SAGVIDEO_EXECUTION_LOG=str(log))
+    cmd = [sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log), str(jobdir / "good.yaml"), "-o",
+           str(outdir), "--devices", "2", "--accelerator", "cpu", *TINY]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     status_dir = outdir / ".sagvideo" / "status"
@@ -427,6 +425,30 @@ def test_out_of_memory_is_recorded_with_a_fix_and_the_next_job_runs(tmp_path, mo
     assert first["status"] == "failed" and first["error_type"] == "OutOfMemoryError"
     assert "--config 12gb" in first["error"]
     assert second["status"] == "done" and (tmp_path / "out" / "b.mp4").is_file()
+
+
+def test_a_job_of_all_frames_runs_with_its_counted_frames(tmp_path):
+    """`video.frames: all` is resolved against the video when the job is planned; the job carries the count."""
+    import torch
+
+    from sagvideo.batch import StylizeJobsModule
+
+    jobdir = make_jobdir(tmp_path / "in")
+    (jobdir / "all.yaml").write_text(yaml.safe_dump({"jobs": [{
+        "video": "clip.mp4", "id": "a", "style": str(need_fixtures() / "starry_night.jpg"), "prompt": "x",
+        "config": {"video.frames": "all", "video.stride": 66}}]}))
+    (job,) = load_jobs(jobdir / "all.yaml", load_config("tiny", {"video.size": 64, "sampling.steps": 2,
+                                                                "guidance.passes": 1}))
+    # clip.mp4 has 132 frames: every 66th from frame 0 is 2 frames
+    assert job.config.video.frames == "all" and job.frames == 2
+
+    class CpuJobsModule(StylizeJobsModule):
+        rank_device = torch.device("cpu")  # no Trainer in this in-process test
+
+    (tmp_path / "out").mkdir()
+    outcome = CpuJobsModule(tmp_path / "out").run_job(job)
+    assert outcome["status"] == "done", outcome.get("traceback")
+    assert json.loads((tmp_path / "out" / "a.json").read_text())["status"] == "complete"
 
 
 @pytest.mark.slow

@@ -46,10 +46,12 @@ def run(capsys, *argv):
     return code, captured.out + captured.err
 
 
-def cli(args, env=None, **kwargs):
-    """`sagvideo ...` in a child process (signals and rlimits need one)."""
+def cli(args, stage_log=None, env=None, **kwargs):
+    """`sagvideo ...` in a child process (signals and rlimits need one); with `stage_log`, through
+    tests/hooked.py, which appends "<pid> <stage>" to it as each stage starts."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "sagvideo.cli", *map(str, args)], env=env, cwd=ROOT,
+    command = ["-m", "sagvideo.cli"] if stage_log is None else [str(ROOT / "tests" / "hooked.py"), "cli", str(stage_log)]
+    return subprocess.Popen([sys.executable, *command, *map(str, args)], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -129,7 +131,7 @@ def test_a_run_killed_in_any_stage_leaves_nothing_after_the_next_run(clip, style
             "--steps", "12", "--gif", "--frames-dir", "--quiet"]
     for stage in ("read", "depth", "sampling", "decode", "write"):
         log = tmp_path / f"{stage}.log"
-        proc = cli(args, env={"SAGVIDEO_STAGE_LOG": str(log)})
+        proc = cli(args, stage_log=log)
         wait_for_stage(log, stage, proc)
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
@@ -151,7 +153,7 @@ def test_a_second_run_on_the_same_output_fails_fast_or_waits_with_overwrite(clip
     log = tmp_path / "stages.log"
     slow = ["stylize", clip, "--style", style, "--prompt", "x", "-o", out, "--config", "tiny", "--frames", "4",
             "--steps", "100", "--quiet"]
-    first = cli(slow, env={"SAGVIDEO_STAGE_LOG": str(log)})
+    first = cli(slow, stage_log=log)
     wait_for_stage(log, "sampling", first)
     start = time.monotonic()
     second = cli(["stylize", clip, "--style", style, "--prompt", "y", "-o", out, *FAST])

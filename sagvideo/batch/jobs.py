@@ -54,6 +54,7 @@ class BatchJob:
     overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys: defaults + job
     source: str = ""  # where it was written, e.g. "jobs.yaml line 4 (job 1)"
     cost: float = 0.0  # relative estimate, see cost.estimate_cost
+    frames: int = 0  # the frames it selects, counted ("all" and durations resolved against its video)
 
     def fingerprint(self) -> str:
         """A digest of what decides the job's result: resolved settings, prompt, and the input files
@@ -337,7 +338,7 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
         seed = d.config.sampling.seed if "sampling.seed" in d.overrides else job_seed(d.id, config.sampling.seed)
         resolved = merge(d.config, {"sampling.seed": seed}, source=d.where)
         jobs.append(BatchJob(d.id, d.video, d.style, d.prompt, resolved, seed, d.overrides, d.where,
-                             estimate_cost(resolved, d.model_size, d.frame_count)))
+                             estimate_cost(resolved, d.model_size, d.frame_count), d.frame_count))
     return jobs
 
 

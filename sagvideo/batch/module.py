@@ -4,10 +4,6 @@
 its job, on this rank's device, with the networks loaded once per process (on first use, so a
 rank holding only padding never loads them). Every exception a job raises is caught and
 returned as a "failed" outcome: an exception escaping `predict_step` would kill every rank.
-
-Debugging aid: with `SAGVIDEO_EXECUTION_LOG=/path/to/file` in the environment, each job start
-appends one line "<id> <global rank>" to that file (O_APPEND, so ranks never interleave
-within a line). The tests count executions with it.
 """
 
 from __future__ import annotations
@@ -21,11 +17,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset
 
+from ..commandline import OUT_OF_MEMORY_FIX, out_of_memory_line
 from ..config import merge
 from .jobs import BatchJob
 from .state import BatchState
-
-EXECUTION_LOG_ENV = "SAGVIDEO_EXECUTION_LOG"
 
 
 class JobDataset(Dataset):
@@ -44,18 +39,6 @@ class JobDataset(Dataset):
 def collate_one(batch: list[Any]) -> Any:
     """batch_size=1 and no tensors: the batch is the item itself."""
     return batch[0]
-
-
-def log_execution(job_id: str, rank: int) -> None:
-    """Append "<id> <rank>" to $SAGVIDEO_EXECUTION_LOG when it is set (one write, O_APPEND)."""
-    path = os.environ.get(EXECUTION_LOG_ENV)
-    if not path:
-        return
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, f"{job_id} {rank}\n".encode())
-    finally:
-        os.close(fd)
 
 
 class StylizeJobsModule(pl.LightningModule):
@@ -88,7 +71,7 @@ class StylizeJobsModule(pl.LightningModule):
         """
         from ..runtime import Runtime
 
-        video = job.config.video.frames > 1  # one frame runs without the motion module
+        video = job.frames > 1  # one frame runs without the motion module
         key = repr((sorted(job.config.to_dict()["model"].items()), video))
         if key != self._runtime_key:
             self._runtime, self._runtime_error, self._runtime_key = None, None, key
@@ -107,7 +90,6 @@ class StylizeJobsModule(pl.LightningModule):
         from ..api import stylize_to_files
 
         rank = self.global_rank
-        log_execution(job.id, rank)
         outcome: dict[str, Any] = {"id": job.id, "rank": rank, "device": str(self.rank_device), "seed": job.seed,
                                    "output": str(job.layout(self.state.outdir).main), "source": job.source}
         # The job is known unfinished, so files under its name are leftovers of an earlier attempt.
@@ -123,9 +105,7 @@ class StylizeJobsModule(pl.LightningModule):
             if self.rank_device.type == "cuda":
                 torch.cuda.empty_cache()
             outcome.update(status="failed", error_type="OutOfMemoryError",
-                           error=f"out of memory on {self.rank_device}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                                 f"To fix: use a smaller-GPU config (--config 12gb or 8gb), fewer frames, a smaller "
-                                 f"video.size, or guidance.decode_chunk: 1.",
+                           error=f"out of memory on {self.rank_device}: {out_of_memory_line(exc)} {OUT_OF_MEMORY_FIX}",
                            traceback=traceback.format_exc())
         except Exception as exc:  # any job failure is recorded, the batch goes on
             outcome.update(status="failed", error_type=type(exc).__name__, error=str(exc),

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import uuid
 import warnings
 from typing import Any, Callable, Sequence
 
-from ..config import Config, load_config, parse_set_items
-from ..errors import InputError, SagVideoError
+from ..commandline import add_config_flags, config_from_flags, run_command
+from ..config import Config, load_config
+from ..errors import InputError
 from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
 from .state import BatchState, RunLock, clean_stale_temps
@@ -209,25 +209,21 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--num-nodes", type=int, default=1, metavar="M", help="nodes (torchrun/SLURM runs)")
     parser.add_argument("--accelerator", default=None,
                         help="auto, gpu, cpu, ... (default: from model.device in the config)")
-    parser.add_argument("--config", action="append", metavar="NAME",
-                        help="config name in configs/ (tiny, video, image, 12gb, 8gb) or YAML path; repeatable")
-    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config override applied to every job, e.g. --set guidance.n=2; repeatable")
+    add_config_flags(parser, " for every job")
     return parser
 
 
 def main_batch(args: argparse.Namespace) -> int:
     """Run `sagvideo batch` from parsed flags; returns the exit code (see module docstring)."""
-    try:
-        if args.num_nodes < 1:
-            raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}.")
-        config = load_config(args.config, parse_set_items(args.set))
-        summary = run_batch(args.jobs, args.output, config=config, videos=args.videos, style=args.style,
-                            prompt=args.prompt, devices=args.devices, num_nodes=args.num_nodes,
-                            accelerator=args.accelerator)
-    except SagVideoError as exc:
-        print(f"sagvideo: error: {exc}", file=sys.stderr, flush=True)
-        return 2
+    return run_command(_batch, args)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    if args.num_nodes < 1:
+        raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}.")
+    summary = run_batch(args.jobs, args.output, config=config_from_flags(args), videos=args.videos, style=args.style,
+                        prompt=args.prompt, devices=args.devices, num_nodes=args.num_nodes,
+                        accelerator=args.accelerator)
     return summary.exit_code if summary.rank == 0 else 0
 
 

@@ -1,0 +1,76 @@
+"""Test-only launcher: a command with observation hooks patched in, for the subprocess tests.
+
+    python tests/hooked.py cli LOG ARGS...     # sagvideo ARGS; each stage start appends "<pid> <stage>"
+    python tests/hooked.py batch LOG ARGS...   # python -m sagvideo.batch ARGS; each job start appends "<id> <rank>"
+
+The fault-injection tests kill a run inside a given stage and the multi-rank tests count job
+executions from LOG; the production code carries no hooks. Lightning's DDP launcher re-runs
+this same script (and arguments) for the other ranks, so they are hooked too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def append_line(path: str, text: str) -> None:
+    """One O_APPEND write: lines from several processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{text}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def hook_stages(log: str) -> None:
+    import sagvideo.outputs
+    import sagvideo.report
+
+    stage = sagvideo.report.Stopwatch.stage
+
+    @contextlib.contextmanager
+    def logged_stage(self, name):
+        append_line(log, f"{os.getpid()} {name}")
+        with stage(self, name):
+            yield
+
+    staging_dir = sagvideo.outputs.staging_dir
+
+    def logged_staging_dir(*args, **kwargs):  # the outputs are written into a staging folder
+        append_line(log, f"{os.getpid()} write")
+        return staging_dir(*args, **kwargs)
+
+    sagvideo.report.Stopwatch.stage = logged_stage
+    sagvideo.outputs.staging_dir = logged_staging_dir
+
+
+def hook_jobs(log: str) -> None:
+    from sagvideo.batch.module import StylizeJobsModule
+
+    run_job = StylizeJobsModule.run_job
+
+    def logged_run_job(self, job):
+        append_line(log, f"{job.id} {self.global_rank}")
+        return run_job(self, job)
+
+    StylizeJobsModule.run_job = logged_run_job
+
+
+if __name__ == "__main__":
+    command, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if command == "batch":
+        hook_jobs(log)
+        from sagvideo.batch.run import main
+
+        raise SystemExit(main(args))
+    hook_stages(log)
+    from sagvideo.cli import main
+
+    code = main(args)
+    if code == 130:  # as the `sagvideo` command does after an interrupt (see cli.console_main)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    raise SystemExit(code)
