@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .guidance.layout import from_frames, to_frames
+from .guidance.frame_views import from_frames, to_frames
 from .guidance.windows import Span
 from .models.components import Components
 

@@ -24,6 +24,7 @@ import torch
 
 from .checks import check_frame_settings
 from .config import Config
+from .defaults import MOTION_FRAME_LIMIT
 from .errors import ConfigError, InputError
 from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
 from .guidance import (
@@ -319,7 +320,7 @@ class StylizePipeline:
             raise ConfigError(f"config key 'guidance.layer' is {g.layer}, but the CLIP vision model has {layers} "
                               f"blocks. To fix: use a value from 1 to {layers} (default 3).")
         if c.unet_motion is not None and num_frames > 1:
-            limit = c.unet_motion.config.get("motion_max_seq_length", 32)
+            limit = c.unet_motion.config.get("motion_max_seq_length", MOTION_FRAME_LIMIT)
             window = self.windows(num_frames)
             if window.spans[0][1] - window.spans[0][0] > limit:
                 raise ConfigError(f"config key 'video.window' asks for more frames at once than the motion module "

@@ -42,12 +42,6 @@ class GradientCost:
         return asdict(self)
 
 
-def require_finite(tensor: Tensor, what: str) -> None:
-    """Raise `NonFiniteError` naming `what` when `tensor` holds NaN or inf (synchronises)."""
-    if not bool(torch.isfinite(tensor).all()):
-        raise NonFiniteError(f"{what} contains NaN or inf. {NON_FINITE_FIX}")
-
-
 @dataclass
 class FiniteGuard:
     """Device-side finiteness flags, checked together: one host sync per `check()`."""

@@ -12,7 +12,7 @@ by the style loss) stays on the GPU. Costs a host-to-GPU copy per call: slower, 
 from __future__ import annotations
 
 import torch
-from accelerate.hooks import ModelHook, add_hook_to_module, remove_hook_from_module
+from accelerate.hooks import ModelHook, add_hook_to_module
 from accelerate.utils import send_to_device
 
 from .components import Components
@@ -77,8 +77,3 @@ def enable_cpu_offload(c: Components, device: str | torch.device) -> Components:
     c.device = device
     return c
 
-
-def disable_cpu_offload(c: Components) -> None:
-    """Remove the hooks of `enable_cpu_offload` (the networks stay where they are)."""
-    for module in (*offloaded_modules(c), c.controlnet.controlnet_cond_embedding):
-        remove_hook_from_module(module)

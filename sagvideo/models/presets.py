@@ -108,7 +108,7 @@ def motion_adapter_config(preset: str = "tiny") -> dict[str, Any]:
     """Keyword arguments for `MotionAdapter`, matching `unet2d_config(preset)`.
 
     "sd15" follows guoyww/animatediff-motion-adapter-v1-5-2 (AnimateDiff v2: motion modules
-    in the mid block too, positional encoding for up to 32 frames).
+    in the mid block too, positional encoding for up to `defaults.MOTION_FRAME_LIMIT` frames).
     """
     if preset == "sd15":
         return {
@@ -117,7 +117,7 @@ def motion_adapter_config(preset: str = "tiny") -> dict[str, Any]:
             "motion_mid_block_layers_per_block": 1,
             "motion_num_attention_heads": 8,
             "motion_norm_num_groups": 32,
-            "motion_max_seq_length": 32,
+            "motion_max_seq_length": defaults.MOTION_FRAME_LIMIT,
             "use_motion_mid_block": True,
         }
     if preset == "tiny":
@@ -127,7 +127,7 @@ def motion_adapter_config(preset: str = "tiny") -> dict[str, Any]:
             "motion_mid_block_layers_per_block": 1,
             "motion_num_attention_heads": 4,
             "motion_norm_num_groups": 8,
-            "motion_max_seq_length": 32,
+            "motion_max_seq_length": defaults.MOTION_FRAME_LIMIT,
             "use_motion_mid_block": True,
         }
     raise ConfigError(f"unknown preset {preset!r}; use 'sd15' or 'tiny'")
