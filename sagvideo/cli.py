@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 
 from .defaults import GRADIENT_METHODS, GUIDANCE_METHODS, SCHEMES
+from .console import configure_output
 from .errors import SagVideoError
+from .signals import Interrupted, exit_code_of, exit_now, interrupt_message
+from .signals import install as install_signal_policy
 from .version import package_version
 
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
@@ -32,8 +35,11 @@ FLAG_KEYS = {
 }
 
 
-def config_from_args(args: argparse.Namespace, default: str | None = None):
-    """Defaults <- --config files <- --set pairs <- explicit flags."""
+def config_from_args(args: argparse.Namespace, base: str | None = None):
+    """Defaults <- `base` config (the command's own, e.g. "image") <- --config files <- --set pairs <- flags.
+
+    The base stays under any --config layering: `image --config 12gb` keeps the image schedule and
+    steps, with 12gb's memory settings on top."""
     from .config import load_config, parse_set_items
 
     overrides = parse_set_items(getattr(args, "set", None))
@@ -46,7 +52,8 @@ def config_from_args(args: argparse.Namespace, default: str | None = None):
     for flag in ("overwrite", "gif", "frames_dir"):
         if getattr(args, flag, False):
             overrides[f"output.{flag}"] = True
-    files = args.config or ([default] if default else [])
+    files = [base] if base else []
+    files += [name for name in args.config or [] if name not in files]
     return load_config(files, overrides)
 
 
@@ -59,6 +66,8 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true",
+                   help="show every third-party log line and warning (filtered by default)")
     if not sampling:
         return
     p.add_argument("--steps", type=int, help="DDIM steps (default 25; image 100)")
@@ -181,10 +190,12 @@ def _add_depth(sub) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .api import stylize_to_files
+    from .preflight import check_stylize
 
     config = config_from_args(args)
-    output = args.output or args.video.with_name(f"{args.video.stem}_sag.mp4")
+    output = check_stylize(args, config).main  # before torch loads: a bad path answers at once
+    from .api import stylize_to_files
+
     report = stylize_to_files(args.video, args.style, args.prompt, output, config=config,
                               depth_dir=args.depth, progress=not args.quiet)
     _print_done(report, output)
@@ -192,9 +203,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
+    from .preflight import check_image
+
+    config = config_from_args(args, base="image")
+    check_image(args, config)  # before torch loads
     from .api import stylize_image_to_file
 
-    config = config_from_args(args, default="image")
     report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,
                                    width=args.width, height=args.height, progress=not args.quiet)
     _print_done(report, args.output)
@@ -202,19 +216,18 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
+    from .preflight import check_depth
+
+    config = config_from_args(args)
+    check_depth(args, config)  # before torch loads
     import numpy as np
 
     from .api import read_video_clip
-    from .files import check_output_path
-    from .guards import check_not_inputs, input_files
     from .layout import OutputLayout
     from .pipeline import StylizePipeline
     from .video.depth import depth_to_uint8
     from .video.write import write_frames_dir
 
-    config = config_from_args(args)
-    check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work
-    check_not_inputs([args.output], input_files(args.video))
     clip = read_video_clip(args.video, config, for_sampling=False)
     pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
     depth = pipe.prepare_depth(clip.frames, cache_dir=OutputLayout.of(args.output).depth_cache,
@@ -233,50 +246,55 @@ def _print_done(report: dict, output: Path) -> None:
     print(f"wrote {output} (report {Path(output).with_suffix('.json')}){trend}")
 
 
-def torch_out_of_memory() -> type[BaseException]:
-    """torch.OutOfMemoryError, imported only once a command runs (keeps --help fast)."""
-    import torch
+def known_failure(exc: Exception) -> int | None:
+    """Print the message for an out-of-memory or disk-full error and return its exit code; None for others.
 
-    return torch.OutOfMemoryError
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = args.handler
-    try:
-        return int(handler(args) or 0)
-    except SagVideoError as exc:
-        print(f"sagvideo: error: {exc}", file=sys.stderr)
-        return 2
-    except torch_out_of_memory() as exc:
+    torch is never imported here: when it is not loaded yet, the error cannot be torch's (and
+    importing it while an interrupt unwinds a half-done `import torch` fails with "duplicate
+    registrations")."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(exc, oom):
         print(f"sagvideo: error: out of GPU memory ({str(exc).splitlines()[0]}). To fix: add --config 12gb (or 8gb), "
               f"use fewer --frames or a smaller --size, or --set guidance.n=2.", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
-            raise
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
         print(f"sagvideo: error: cannot write '{exc.filename or 'an output'}': {exc.strerror} (the disk or a quota "
               f"is full, or a file size limit was hit). Nothing partial was kept. To fix: free space, or write to "
               f"another disk (-o).", file=sys.stderr)
         return 1
+    return None
 
 
-def console_main() -> None:
-    """The `sagvideo` command: `main()`, then exit with its code.
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (2 bad input, 1 failure, 130/143 interrupted)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        configure_output(verbose=getattr(args, "verbose", False))
+        return int(args.handler(args) or 0)
+    except SagVideoError as exc:
+        print(f"sagvideo: error: {exc}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
+        return exit_code_of(exc)
+    except Exception as exc:
+        code = known_failure(exc)
+        if code is None:
+            raise
+        return code
 
-    After an interrupt that `main` handled (code 130, everything cleaned up), exit at once:
-    CPython may otherwise end the process by re-raising SIGINT at shutdown when a C extension
-    saw the KeyboardInterrupt on its way out, which would turn our exit code 130 into a signal.
+
+def console_main(argv: list[str] | None = None) -> None:
+    """The `sagvideo` command: the signal policy (`signals.py`), `main()`, then exit with its code.
+
+    After an interrupt (everything cleaned up by then) it leaves at once through `exit_now`.
     """
-    code = main()
-    if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+    install_signal_policy()
+    code = main(argv)
+    if code >= 128:
+        exit_now(code)
     sys.exit(code)
 
 

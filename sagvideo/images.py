@@ -6,10 +6,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageOps
+
+if TYPE_CHECKING:
+    import torch
 
 from .errors import InputError
 from .files import atomic_path
@@ -166,7 +169,7 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> torch.Tensor:
+def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> "torch.Tensor":
     """Style image -> float32 (3, H, W) in [0, 1], upright, alpha over white, huge images shrunk.
 
     Any mode and bit depth `decode_image` reads (16-bit PNGs keep their full range). Warns when
@@ -182,6 +185,8 @@ def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) ->
                       f"texture statistics will be mostly blur. Use a style image at least {MIN_STYLE_SIDE} px "
                       f"on a side (224 px or more is best).", UserWarning, stacklevel=2)
     rgb = _shrink(image.rgb(background=1.0), max_side)
+    import torch  # here only: checking a style image (preflight, batch validation) needs no torch
+
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
 
 

@@ -29,11 +29,12 @@ from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_la
 from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
 )
+from .guidance.ddim import estimate_grid
 from .guidance.methods import GUIDANCE
 from .levers import applied_levers
 from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
-from .progress import ProgressDepth, SamplingProgress, expected_window_evaluations
+from .progress import ProgressDepth, SamplingProgress, plan_units
 from .report import Stopwatch, base_report, peak_memory_mb
 from .runtime import Runtime
 from .video.depth import clip_depth, depth_to_control_image
@@ -193,8 +194,10 @@ class StylizePipeline:
         guiding = g.enabled and params.strength > 0  # strength 0: gradients scaled to nothing
         loss_fn = self.style_loss(style) if guiding else None
         steps = len(timesteps)
-        guided = {i: params.n_at(i, steps) for i in params.guided_indices(steps)} if loss_fn else {}
-        bar = SamplingProgress(expected_window_evaluations(steps, guided, g.repeats, len(windows)),
+        guided = {i: estimate_grid(timesteps[i], params.n_at(i, steps), alphas).n
+                  for i in params.guided_indices(steps)} if loss_fn else {}
+        shares_first = len(windows) == 1 and not g.cond_only  # the prediction at x_t starts the estimate
+        bar = SamplingProgress(plan_units(steps, guided, g.repeats, len(windows), shares_first),
                                steps, len(windows), enabled=progress)
         text = c.encode_prompt([s.negative_prompt, prompt])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None

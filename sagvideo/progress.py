@@ -29,23 +29,39 @@ class ProgressDepth:
         return np.concatenate(parts)
 
 
-def expected_window_evaluations(steps: int, guided: dict[int, int], repeats: int, windows: int) -> int:
-    """Bar units for a run (an estimate): unguided steps 1 per window; a guided pass with an
-    n-step estimate about 3n per window (n evaluations without a graph, n with one counted
-    twice, one of them shared). `guided`: step index -> n."""
-    unguided = steps - len(guided)
-    passes = sum(repeats * (3 * n) for n in guided.values())
-    return windows * (unguided + passes)
+def pass_units(n: int, shares_first: bool) -> int:
+    """Bar units of one guided SAG pass on one window (symplectic gradient, Euler estimate).
+
+    The prediction at x_t (1 unit) starts the estimate; the other n - 1 forward evaluations run
+    without a graph, the last keeping its graph for the first VJP; the n - 1 other VJPs re-run an
+    evaluation with a graph (2 units each). When the gradient's network cannot reuse the first
+    prediction (several windows, `cond_only`), the forward makes all n itself: 3n. With n = 1 the
+    first prediction carries the graph: 2 units, or 3 unshared.
+    """
+    return 3 * n - (1 if shares_first else 0)
+
+
+def plan_units(steps: int, guided: dict[int, int], repeats: int, windows: int, shares_first: bool) -> list[int]:
+    """Bar units per step: 1 per window unguided, `repeats` passes of `pass_units` per window guided.
+
+    `guided`: step index -> n evaluated there. Exact for SAG's symplectic Euler gradient; for other
+    methods and gradients an estimate that `SamplingProgress` corrects step by step."""
+    return [windows * (repeats * pass_units(guided[i], shares_first) if i in guided else 1) for i in range(steps)]
 
 
 class SamplingProgress:
-    """Counts network window evaluations (`on_call`) and shows step, window count, loss and ETA."""
+    """Counts network window evaluations (`on_call`) and shows step, window count, loss and ETA.
 
-    def __init__(self, total: int, steps: int, windows: int, enabled: bool = True):
+    `plan` is the expected units per step (`plan_units`). After each step the total is corrected
+    by what the step really cost, so the bar always ends at total/total, whatever the method."""
+
+    def __init__(self, plan: list[int], steps: int, windows: int, enabled: bool = True):
         self.steps, self.windows = steps, windows
         self.calls = 0  # window evaluations
         self.graph_calls = 0  # of which with a graph
-        self.bar = tqdm(total=total, desc="sampling", unit="eval", disable=not enabled)
+        self.expected_through = np.cumsum(plan).tolist() if plan else [0]
+        self.correction = 0  # units the steps so far cost beyond (or below) their plan
+        self.bar = tqdm(total=self.expected_through[-1], desc="sampling", unit="eval", disable=not enabled)
         self.step, self.loss = 0, None
 
     def on_call(self, windows: int, with_graph: bool) -> None:
@@ -55,6 +71,10 @@ class SamplingProgress:
 
     def on_step(self, index: int, loss: float | None) -> None:
         self.step, self.loss = index + 1, loss if loss is not None else self.loss
+        expected = self.expected_through[min(index, len(self.expected_through) - 1)] + self.correction
+        if self.bar.n != expected:
+            self.correction += self.bar.n - expected
+            self.bar.total = self.expected_through[-1] + self.correction
         text = f"step {self.step}/{self.steps} x {self.windows} window{'s' * (self.windows > 1)}"
         self.bar.set_postfix_str(text + (f", style loss {self.loss:.4g}" if self.loss is not None else ""))
 
@@ -62,11 +82,14 @@ class SamplingProgress:
         """Window evaluations so far: all, and those with a graph (for the report)."""
         return {"window_evaluations": self.calls, "window_evaluations_with_graph": self.graph_calls}
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        if finished and self.bar.total != self.bar.n:  # stopped early by on_step: the run is complete as it is
+            self.bar.total = self.bar.n
+            self.bar.refresh()
         self.bar.close()
 
     def __enter__(self) -> "SamplingProgress":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(finished=exc_type is None)

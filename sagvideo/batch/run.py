@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 
 from ..config import Config, load_config, parse_set_items
 from ..errors import InputError, SagVideoError
+from ..signals import Interrupted
 from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
 from .state import BatchState, RunLock, clean_stale_temps
@@ -186,9 +187,28 @@ def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJ
         echo(f"{len(planned)} jobs to run on {world} rank(s), {len(finished)} already complete in {state.outdir}")
     loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
     start = time.perf_counter()
-    trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
-    summary = build_summary(planned, finished, state, writer.run_id, world, time.perf_counter() - start, changed)
+    try:
+        trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
+    except (Interrupted, KeyboardInterrupt) as exc:  # say what finished, then end as the signal policy says
+        _summarise(trainer, state, planned, finished, writer, start, changed, echo, interrupted=exc)
+        raise
+    return _summarise(trainer, state, planned, finished, writer, start, changed, echo)
+
+
+def _summarise(trainer: Any, state: BatchState, planned: list[BatchJob], finished: list[BatchJob], writer: Any,
+               start: float, changed: list[str], echo: Callable[[str], None],
+               interrupted: BaseException | None = None) -> BatchSummary:
+    """Build the summary from the status records; rank 0 writes summary.json and prints the table.
+    After an interrupt, the jobs it cut off are listed as not finished (the next run does them)."""
+    summary = build_summary(planned, finished, state, writer.run_id, trainer.world_size,
+                            time.perf_counter() - start, changed)
     summary.rank = trainer.global_rank
+    if interrupted is not None:
+        signal_name = getattr(interrupted, "name", "SIGINT")
+        summary.data["interrupted"] = signal_name
+        for row in summary.data["jobs"]:
+            if row["status"] == "missing":
+                row["error"] = f"not finished: the run was interrupted ({signal_name})"
     if summary.rank == 0:
         state.write_json(state.summary_path, summary.data)
         echo(format_summary(summary))

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..console import native_stderr_to_notes
 from ..errors import InputError
 from .ffmpeg import ffmpeg_banner
 from .frames import restore_size
@@ -101,7 +102,8 @@ def _open_reader(path: Path, **kwargs):
     import decord
 
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), **kwargs)
+        with native_stderr_to_notes(f"'{path.name}'"):
+            return decord.VideoReader(str(path), ctx=decord.cpu(0), **kwargs)
     except Exception as exc:  # decord raises DECORDError (not a RuntimeError) or RuntimeError
         raise _not_a_video(path, f"decord: {str(exc).strip().splitlines()[-1][:200]}") from exc
 
@@ -211,8 +213,9 @@ def _decode_and_resize(info: VideoInfo, indices: list[int], size: tuple[int, int
     reader = _open_reader(info.path)
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
     try:
-        for k, index in enumerate(indices):
-            out[k] = restore_size(apply_display(reader.get_batch([index]).asnumpy(), info.display), size)[0]
+        with native_stderr_to_notes(f"'{info.path.name}'"):
+            for k, index in enumerate(indices):
+                out[k] = restore_size(apply_display(reader.get_batch([index]).asnumpy(), info.display), size)[0]
     except Exception as exc:  # DECORDError on a damaged stream
         raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({exc}). "
                          f"To fix: re-encode the video with ffmpeg, or pick other frames with --start.") from exc
@@ -251,7 +254,8 @@ def _decode_chunked(reader, info: VideoInfo, indices: list[int], size: tuple[int
         if not resized:
             raise ValueError("reader decodes at source size")
         for i in range(0, len(indices), READ_CHUNK):
-            batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
+            with native_stderr_to_notes(f"'{info.path.name}'"):
+                batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
             if batch.ndim != 4 or batch.shape[-1] != 3:  # decord mis-shapes some resized rotated frames
                 raise ValueError(f"decoder returned frames of shape {batch.shape}")
             batch = apply_display(batch, info.display)
