@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-if TYPE_CHECKING:
-    import torch
-
 from .errors import InputError
 from .files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_STYLE_SIDE = 1024  # the loss sees 224 px; larger style images are downscaled on load
 MIN_STYLE_SIDE = 64  # below this the 224 px CLIP input is mostly interpolation blur
@@ -169,8 +169,8 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> "torch.Tensor":
-    """Style image -> float32 (3, H, W) in [0, 1], upright, alpha over white, huge images shrunk.
+def read_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> np.ndarray:
+    """Style image -> float32 (H, W, 3) in [0, 1], upright, alpha over white, huge images shrunk (no torch).
 
     Any mode and bit depth `decode_image` reads (16-bit PNGs keep their full range). Warns when
     a side is under MIN_STYLE_SIDE px: the loss resizes the image to CLIP's 224 px input.
@@ -183,11 +183,15 @@ def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) ->
     if min(w, h) < MIN_STYLE_SIDE:
         warnings.warn(f"style image '{path.name}' is {w}x{h} px; the style loss resizes it to 224 px, so its "
                       f"texture statistics will be mostly blur. Use a style image at least {MIN_STYLE_SIDE} px "
-                      f"on a side (224 px or more is best).", UserWarning, stacklevel=2)
-    rgb = _shrink(image.rgb(background=1.0), max_side)
+                      f"on a side (224 px or more is best).", UserWarning, stacklevel=3)
+    return np.ascontiguousarray(_shrink(image.rgb(background=1.0), max_side))
+
+
+def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> "torch.Tensor":
+    """`read_style_image` as a float32 tensor (3, H, W) in [0, 1]."""
     import torch  # here only: checking a style image (preflight, batch validation) needs no torch
 
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(read_style_image(path, max_side)).permute(2, 0, 1).contiguous()
 
 
 def load_photo(path: str | os.PathLike) -> np.ndarray:

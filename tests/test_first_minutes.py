@@ -41,3 +41,83 @@ def test_the_sampling_bar_ends_exactly_at_its_total(runtime, monkeypatch, overri
     assert bar.bar.n == units
     if planned_exactly:
         assert bar.planned == units  # the ETA was right from the first step
+
+
+# ------------------------------------------------------------------ checks before torch, messages
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sagvideo import defaults
+from sagvideo.cli import build_parser, config_from_args, main
+from sagvideo.config import shipped_configs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def test_input_errors_answer_before_torch_is_imported(tmp_path):
+    """One child process, several commands: each bad input is refused with torch never imported."""
+    style = ROOT / "samples" / "style.png"
+    clip = ROOT / "samples" / "clip.mp4"
+    (tmp_path / "notes.txt").write_text("not an image")
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(f"- video: {tmp_path / 'missing.mp4'}\n  style: {style}\n  prompt: x\n")
+    cases = [
+        (["stylize", tmp_path / "nothere.mp4", "--style", style, "--prompt", "x", "--config", "tiny"], "nothere.mp4"),
+        (["stylize", clip, "--style", tmp_path / "notes.txt", "--prompt", "x", "--config", "tiny",
+          "-o", tmp_path / "o.mp4"], "notes.txt"),
+        (["stylize", clip, "--style", style, "--prompt", "x", "--config", "tiny", "-o", tmp_path / "o.avi2"], ".avi2"),
+        (["stylize", clip, "--style", style, "--prompt", "x", "--set", "guidance.nn=2"], "guidance.nn"),
+        (["image", "--style", style, "--prompt", "x", "--config", "tiny", "-o", tmp_path / "missing" / "o.png"],
+         "does not exist"),
+        (["depth", tmp_path / "nothere.mp4", "-o", tmp_path / "d", "--config", "tiny"], "nothere.mp4"),
+        (["batch", jobs, "-o", tmp_path / "out", "--config", "tiny"], "missing.mp4"),
+    ]
+    script = "\n".join(["import sys", "from sagvideo.cli import main",
+                        *[f"assert main({[str(a) for a in args]!r}) == 2, {str(needle)!r}" for args, needle in cases],
+                        "print('TORCH_LOADED' if 'torch' in sys.modules else 'TORCH_NOT_LOADED')"])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "TORCH_NOT_LOADED", proc.stderr
+    for _, needle in cases:
+        assert needle in proc.stderr
+    assert proc.stderr.count("sagvideo: error:") == len(cases) and "Traceback" not in proc.stderr
+
+
+def test_an_output_that_is_the_input_says_so_first(capsys, tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes((ROOT / "samples" / "clip.mp4").read_bytes())
+    for extra in ([], ["--overwrite"]):  # the hint must not be "pass --overwrite", which is then refused
+        code = main(["stylize", str(clip), "--style", str(ROOT / "samples" / "style.png"), "--prompt", "x",
+                     "--config", "tiny", "-o", str(clip), *extra])
+        err = capsys.readouterr().err
+        assert code == 2 and "is the input" in err and "--overwrite" not in err.split("To fix:")[-1], err
+
+
+def test_every_missing_hub_model_is_listed_with_its_download_command(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))  # nothing cached
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache" / "hub"))
+    code = main(["stylize", str(ROOT / "samples" / "clip.mp4"), "--style", str(ROOT / "samples" / "style.png"),
+                 "--prompt", "x", "-o", str(tmp_path / "o.mp4")])
+    err = capsys.readouterr().err
+    ids = [defaults.DEFAULT_BASE, defaults.DEFAULT_CONTROLNET, defaults.DEFAULT_CLIP_VISION,
+           defaults.DEFAULT_MOTION_ADAPTER, "lllyasviel/Annotators"]
+    assert code == 2 and "5 of the 5 models" in err
+    for repo in ids:
+        assert f"  hf download {repo}" in err
+    import shutil
+    assert shutil.which("hf") or (Path(sys.executable).parent / "hf").exists()  # the command named exists
+
+
+@pytest.mark.parametrize("name", sorted(shipped_configs()))
+def test_image_keeps_its_own_schedule_and_steps_under_any_config(name):
+    args = build_parser().parse_args(["image", "--prompt", "x", "--style", "s.png", "--config", name])
+    sampling = config_from_args(args, base="image").sampling
+    image = load_config("image").sampling
+    for key, value in defaults.SD15_SCHEDULE.items():
+        assert getattr(sampling, key) == value, (name, key)
+    layered_steps = load_config(name).sampling.steps
+    assert sampling.steps == (layered_steps if layered_steps != load_config().sampling.steps else image.steps)
