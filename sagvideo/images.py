@@ -218,18 +218,23 @@ def _row(images: list[np.ndarray], height: int) -> list[Image.Image]:
 
 
 def contact_sheet(
-    rows: dict[str, list[np.ndarray]], path: Path, *, height: int = 96, max_columns: int = 8, note: str = ""
+    rows: dict[str, list[np.ndarray]], path: Path, *, height: int = 96, max_columns: int = 8, note: str = "",
+    frame_numbers: list[int] | None = None,
 ) -> None:
     """A PNG with one labelled row per entry (e.g. input, depth, output, style), written atomically.
 
     rows: label -> list of uint8 (H, W, 3) or (H, W) images; long rows are subsampled evenly.
+    frame_numbers: the source frame of each image in the rows of that length; each shown image is
+    marked with it (8 of 120 frames say which 8 they are).
     """
     label_w, pad = 70, 4
-    prepared = {}
+    prepared, numbers = {}, {}
     for label, images in rows.items():
         pick = np.linspace(0, len(images) - 1, min(len(images), max_columns)).round().astype(int)
         chosen = [np.repeat(images[i][..., None], 3, -1) if images[i].ndim == 2 else images[i] for i in pick]
         prepared[label] = _row(chosen, height)
+        if frame_numbers is not None and len(images) == len(frame_numbers):
+            numbers[label] = [frame_numbers[i] for i in pick]
     width = label_w + max(sum(im.width + pad for im in ims) for ims in prepared.values())
     top = 18 if note else 0
     sheet = Image.new("RGB", (width, top + len(prepared) * (height + pad)), "white")
@@ -240,8 +245,12 @@ def contact_sheet(
         y = top + r * (height + pad)
         draw.text((4, y + height // 2 - 5), label, fill="black")
         x = label_w
-        for im in images:
+        for k, im in enumerate(images):
             sheet.paste(im, (x, y))
+            if label in numbers:
+                text = str(numbers[label][k])
+                draw.rectangle([x, y, x + 6 * len(text) + 3, y + 11], fill="white")
+                draw.text((x + 2, y), text, fill="black")
             x += im.width + pad
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")

@@ -68,7 +68,8 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
         if output.contact_sheet:
             contact_sheet({"input": list(clip.frames), "depth": list(depth_to_uint8(result.depth)),
                            "output": list(result.model_frames), "style": [result.style]},
-                          staged["contact_sheet"], note=TINY_LABEL if "label" in report else "")
+                          staged["contact_sheet"], note=TINY_LABEL if "label" in report else "",
+                          frame_numbers=list(clip.indices))
         if output.plot:
             plot_run(staged["plot"], [r["loss"] for r in report["guided_steps"]],
                      report.get("metrics", {}).get("per_frame", {}))

@@ -121,3 +121,31 @@ def test_image_keeps_its_own_schedule_and_steps_under_any_config(name):
         assert getattr(sampling, key) == value, (name, key)
     layered_steps = load_config(name).sampling.steps
     assert sampling.steps == (layered_steps if layered_steps != load_config().sampling.steps else image.steps)
+
+
+# ------------------------------------------------------------------ plots and contact sheet
+
+from PIL import Image
+
+from sagvideo.images import contact_sheet
+from sagvideo.metrics.plot import PANEL_HEIGHT, SMALL_HEIGHT, plot_run, tick_labels
+
+
+def test_tick_labels_carry_the_digits_that_tell_them_apart():
+    ticks = list(np.linspace(519.31, 519.38, 5))
+    labels = tick_labels(ticks)
+    assert len(set(labels)) == 5 and all(abs(float(a) - b) < 0.01 for a, b in zip(labels, ticks))
+    assert tick_labels([0.0, 0.25, 0.5]) == ["0", "0.25", "0.5"]  # no needless digits
+
+
+def test_per_frame_metrics_are_small_multiples_and_the_sheet_numbers_its_frames(tmp_path):
+    rng = np.random.default_rng(0)
+    metrics = {name: list(rng.random(120)) for name in ("a", "b", "c", "d", "e", "f")}
+    plot_run(tmp_path / "p.png", list(519.3 + 0.001 * np.arange(40)), metrics)
+    with Image.open(tmp_path / "p.png") as image:
+        assert image.size[1] == PANEL_HEIGHT + 3 * SMALL_HEIGHT  # six panels in two columns
+    frames = [np.full((16, 16, 3), 90, np.uint8)] * 120
+    contact_sheet({"input": frames}, tmp_path / "plain.png")
+    contact_sheet({"input": frames}, tmp_path / "numbered.png", frame_numbers=list(range(120)))
+    plain, numbered = (np.asarray(Image.open(tmp_path / n)) for n in ("plain.png", "numbered.png"))
+    assert plain.shape == numbered.shape and (plain != numbered).any()
