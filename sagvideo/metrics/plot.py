@@ -104,8 +104,8 @@ def _panel(image: Image.Image, box: tuple[int, int, int, int], title: str, value
     left, top, width, height = box
     area = (left + LEFT, top + TOP, left + width - RIGHT, top + height - BOTTOM)
     finite = _finite(values)
-    draw.text((area[0], top + 6), title + (f" (min {_label(min(finite))}, max {_label(max(finite))})" if finite else ""),
-              fill=AXIS)
+    span = tick_labels([min(finite), max(finite)]) if finite else []
+    draw.text((area[0], top + 6), title + (f" (min {span[0]}, max {span[-1]})" if finite else ""), fill=AXIS)
     if not finite:
         draw.rectangle(area, outline=GRID)
         note = draw.textlength(empty_note)
