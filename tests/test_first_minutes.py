@@ -149,3 +149,17 @@ def test_per_frame_metrics_are_small_multiples_and_the_sheet_numbers_its_frames(
     contact_sheet({"input": frames}, tmp_path / "numbered.png", frame_numbers=list(range(120)))
     plain, numbered = (np.asarray(Image.open(tmp_path / n)) for n in ("plain.png", "numbered.png"))
     assert plain.shape == numbered.shape and (plain != numbered).any()
+
+
+# ------------------------------------------------------------------ README
+
+def test_the_readme_library_snippet_runs_as_written(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## As a library"):]
+    snippet = section[section.index("```python\n") + 10:section.index("```\n", section.index("```python\n") + 10)]
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(snippet, "README.md (As a library)", "exec"), scope)
+    assert scope["out"].shape == scope["frames"].shape and scope["out"].dtype == np.uint8
+    assert (tmp_path / "ball.mp4").is_file() and (tmp_path / "ball.json").is_file()
