@@ -15,7 +15,6 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import InputError
 from .files import publish, staging_dir
 from .images import contact_sheet, write_image
 from .layout import OutputLayout

@@ -36,10 +36,6 @@ def _range(values: list[float]) -> tuple[float, float]:
     return lo, hi
 
 
-def _label(value: float) -> str:
-    return f"{value:.3g}"
-
-
 def tick_labels(values: Sequence[float]) -> list[str]:
     """Labels for tick `values` with the fewest significant digits (3 or more) that tell them apart."""
     for digits in range(3, 13):
