@@ -16,10 +16,8 @@ from typing import Any, Iterable
 from .errors import InputError, ModelUnavailableError
 from .files import check_output_path
 from .guards import check_not_inputs, input_files
-from .layout import OutputLayout
-from .video.write import VIDEO_SUFFIXES
+from .layout import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")  # paths, not hub ids
 MIDAS_REPO, MIDAS_FILE = "lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt"  # controlnet-aux's default
 
