@@ -45,9 +45,14 @@ def _raise_interrupted(signum: int, frame: object) -> None:
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM to `Interrupted` (call first thing in a command's entry point)."""
+    """Route SIGINT and SIGTERM to `Interrupted` (call first thing in a command's entry point).
+
+    A signal the parent set to be ignored stays ignored, as Python itself does for SIGINT: a
+    shell script's `cmd &` ignores Ctrl-C on purpose, and `nohup` ignores hang-ups the same way.
+    """
     for sig in HANDLED:
-        signal.signal(sig, _raise_interrupted)
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, _raise_interrupted)
 
 
 def interrupt_message(signum: int) -> str:
