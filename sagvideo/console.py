@@ -42,11 +42,18 @@ def configure_output(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"sagvideo(\.|$)")
     warnings.showwarning = _one_line_warning
-    for name in LIGHTNING_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_lightning()
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def quiet_lightning() -> None:
+    """Lightning's INFO lines off unless verbose. Call again after `import pytorch_lightning`:
+    its import sets its loggers back to INFO."""
+    if not _state["verbose"]:
+        for name in LIGHTNING_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def verbose() -> bool:

@@ -71,6 +71,9 @@ def make_trainer(accelerator: str, devices: int | str, num_nodes: int, callbacks
     """The predict Trainer: no inference mode (SAG needs gradients), no logging or checkpoints."""
     import pytorch_lightning as pl
 
+    from ..console import quiet_lightning
+
+    quiet_lightning()  # after the import, which sets Lightning's loggers to INFO
     world = requested_world_size(accelerator, devices, num_nodes)
     return pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes,
@@ -233,6 +236,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help="config name in configs/ (tiny, video, image, 12gb, 8gb) or YAML path; repeatable")
     parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config override applied to every job, e.g. --set guidance.n=2; repeatable")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every third-party log line and warning (filtered by default)")
     return parser
 
 
