@@ -38,16 +38,16 @@ def check_outputs(layout: OutputLayout, output: Any, *, video: bool) -> None:
 
 
 def check_readable_file(path: str | os.PathLike, role: str, flag: str) -> Path:
-    """`path` is an existing, readable file; InputError naming it and `flag` otherwise."""
+    """`path` is an existing, readable file; InputError naming it, its `role` and `flag` otherwise."""
     path = Path(path).expanduser()
     where = "" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')"
     if not path.exists():
-        raise InputError(f"{role} '{path}' not found. To fix: check the path given to {flag}{where}.")
+        raise InputError(f"{role} not found: '{path}'. To fix: check the path given to {flag}{where}.")
     if not path.is_file():
         raise InputError(f"{role} '{path}' is not a file. To fix: give {flag} the path of a file.")
     if not os.access(path, os.R_OK):
-        raise InputError(f"{role} '{path}' is not readable (permissions). To fix: `chmod a+r '{path}'`, or "
-                         f"copy it somewhere you can read it.")
+        raise InputError(f"cannot read {role} '{path}' (permissions). To fix: `chmod a+r '{path}'`, or copy it "
+                         f"somewhere you can read it.")
     return path
 
 
@@ -59,9 +59,9 @@ def check_image_file(path: str | os.PathLike, role: str, flag: str) -> Path:
     try:
         with Image.open(path):
             pass
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(f"{role} '{path}' is not an image Pillow can read ({exc}). To fix: give {flag} a PNG or "
-                         f"JPEG file.") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"cannot read {role} '{path}': it is not an image Pillow can open ({exc}). To fix: give "
+                         f"{flag} a PNG or JPEG file.") from exc
     return path
 
 
@@ -145,8 +145,8 @@ def check_stylize(args: Any, config: Any) -> OutputLayout:
     """`sagvideo stylize`: the video, style image and depth folder, the outputs, the models."""
     output = args.output or Path(args.video).with_name(f"{Path(args.video).stem}_sag.mp4")
     layout = check_video_outputs(output, config, input_files(args.video, args.style, folder=args.depth))
-    check_readable_file(args.video, "Video file", "the video argument")
-    check_image_file(args.style, "Style image", "--style")
+    check_readable_file(args.video, "video file", "the video argument")
+    check_image_file(args.style, "style image", "--style")
     if args.depth is not None and not Path(args.depth).expanduser().is_dir():
         raise InputError(f"Depth folder '{args.depth}' not found. To fix: give --depth a folder of one depth map "
                          f"per frame (from `sagvideo depth`).")
@@ -157,9 +157,9 @@ def check_stylize(args: Any, config: Any) -> OutputLayout:
 def check_image(args: Any, config: Any) -> None:
     """`sagvideo image`: the style image, the photo for --depth-from, the output, the models."""
     check_image_outputs(args.output, config, input_files(args.style, args.depth_from))
-    check_image_file(args.style, "Style image", "--style")
+    check_image_file(args.style, "style image", "--style")
     if args.depth_from is not None:
-        check_image_file(args.depth_from, "Photo", "--depth-from")
+        check_image_file(args.depth_from, "photo", "--depth-from")
     check_models_available(config, video=False, depth=args.depth_from is not None)
 
 
@@ -167,5 +167,5 @@ def check_depth(args: Any, config: Any) -> None:
     """`sagvideo depth`: the video, the output folder, the depth model."""
     check_not_inputs([args.output], input_files(args.video))
     check_output_path(args.output, config.output.overwrite, folder_output=True)
-    check_readable_file(args.video, "Video file", "the video argument")
+    check_readable_file(args.video, "video file", "the video argument")
     check_models_available(config, video=False, depth=True, sampling=False)
