@@ -163,3 +163,22 @@ def test_the_readme_library_snippet_runs_as_written(tmp_path, monkeypatch):
     exec(compile(snippet, "README.md (As a library)", "exec"), scope)
     assert scope["out"].shape == scope["frames"].shape and scope["out"].dtype == np.uint8
     assert (tmp_path / "ball.mp4").is_file() and (tmp_path / "ball.json").is_file()
+
+
+# ------------------------------------------------------------------ quiet by default
+
+from sagvideo import console
+from sagvideo.video.io import decoder_reason
+
+
+def test_decoder_chatter_becomes_one_note_and_its_errors_read_as_words(capfd, monkeypatch):
+    monkeypatch.setitem(console._state, "verbose", False)
+    with console.native_stderr_to_notes("'clip.mp4'"):
+        os.write(2, b"[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55] stream 1, offset 0xd74a: partial file\n")
+        os.write(2, b"[h264 @ 0x56] error while decoding MB 3 4\nsomething else\n")
+    err = capfd.readouterr().err
+    assert "[mov,mp4" not in err and "[h264" not in err and "something else" in err
+    assert err.count("sagvideo: note: the video decoder reported 2 problem(s) reading 'clip.mp4'") == 1
+    raw = RuntimeError("[00:20:10] /github/workspace/src/video/video_reader.cc:486: Error: av_read_frame failed "
+                       "with 1094995529")
+    assert decoder_reason(raw) == "reading frames failed, invalid data: the file is damaged or cut short"
