@@ -182,3 +182,23 @@ def test_decoder_chatter_becomes_one_note_and_its_errors_read_as_words(capfd, mo
     raw = RuntimeError("[00:20:10] /github/workspace/src/video/video_reader.cc:486: Error: av_read_frame failed "
                        "with 1094995529")
     assert decoder_reason(raw) == "reading frames failed, invalid data: the file is damaged or cut short"
+
+
+def test_warnings_are_ours_and_one_line_unless_verbose(capsys, monkeypatch):
+    import logging
+    import warnings
+
+    monkeypatch.setitem(console._state, "verbose", True)
+    for key in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(key, raising=False)  # restored after the test
+    with warnings.catch_warnings():
+        console.configure_output(verbose=False)
+        warnings.warn_explicit("style image 'tiny.png' is 32x32 px\nmore", UserWarning, "images.py", 1,
+                               module="sagvideo.images")
+        warnings.warn_explicit("`x` is deprecated", DeprecationWarning, "a.py", 1, module="diffusers.models")
+        warnings.warn_explicit("does not have many workers", UserWarning, "b.py", 1, module="pytorch_lightning.x")
+        assert logging.getLogger("pytorch_lightning").getEffectiveLevel() == logging.WARNING
+    err = capsys.readouterr().err
+    assert err == "sagvideo: warning: style image 'tiny.png' is 32x32 px\n"
+    for name in console.LIGHTNING_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
