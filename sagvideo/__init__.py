@@ -11,6 +11,8 @@ High-level API (paths in; results or files out):
 - `stylize_to_files(video, style, prompt, output, config=...)`: writes the mp4, report, contact sheet.
 - `stylize_image(prompt, style, config=...)`: the one-frame case.
 - `load_config(files, overrides)`: defaults <- YAML configs <- overrides, validated.
+- `read_video_clip(video, config)`, `load_style_image(path)`: a clip's frames at model size and a
+  style image as a tensor, the inputs of `StylizePipeline`.
 - `StylizePipeline`: the same job on arrays, stage by stage (check_inputs, prepare_depth,
   prepare_latents, sample, decode), for library users who bring their own frames.
 - `sag_gradient`, `sample`, `SAGParams`, `GramStyleLoss`: the model-agnostic guidance core.
@@ -28,6 +30,8 @@ _LAZY = {
     "stylize_image": "sagvideo.api",
     "stylize_to_files": "sagvideo.api",
     "stylize_image_to_file": "sagvideo.api",
+    "read_video_clip": "sagvideo.api",
+    "load_style_image": "sagvideo.images",
     "StylizePipeline": "sagvideo.pipeline",
     "StylizeResult": "sagvideo.pipeline",
     "Runtime": "sagvideo.runtime",

@@ -18,10 +18,10 @@ import numpy as np
 
 from .config import MAX_SIZE, Config, load_config
 from .errors import ConfigError, InputError
-from .guards import OutputLock, check_not_inputs, clean_stale_temporaries, input_files
+from .guards import OutputLock, clean_stale_temporaries, input_files
 from .images import load_photo, load_style_image
-from .layout import OutputLayout
-from .outputs import PreviewWriter, check_outputs, write_image_outputs, write_video_outputs
+from .outputs import PreviewWriter, write_image_outputs, write_video_outputs
+from .preflight import check_image_outputs, check_video_outputs
 from .checks import check_frame_settings
 from .pipeline import StepCallback, StylizePipeline, StylizeResult
 from .report import Stopwatch
@@ -101,10 +101,7 @@ def stylize_to_files(
     batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
     """
     config = config or load_config()
-    layout = OutputLayout.of(output)
-    check_outputs(layout, config.output, video=True)
-    check_not_inputs([*layout.planned(config.output).values(), layout.preview],
-                     input_files(video, style, folder=depth_dir))
+    layout = check_video_outputs(output, config, input_files(video, style, folder=depth_dir))
     with OutputLock(layout, wait=config.output.overwrite):
         clean_stale_temporaries(layout)  # what a killed run on this output left
         preview = PreviewWriter.maybe(layout, config, on_step)
@@ -164,9 +161,7 @@ def stylize_image_to_file(
 ) -> dict[str, Any]:
     """`stylize_image` + the image file and its report, published together; returns the report."""
     config = config or load_config("image")
-    layout = OutputLayout.of(output)
-    check_outputs(layout, config.output, video=False)
-    check_not_inputs([layout.main, layout.report], input_files(style, kwargs.get("depth_from")))
+    layout = check_image_outputs(output, config, input_files(style, kwargs.get("depth_from")))
     with OutputLock(layout, wait=config.output.overwrite):
         clean_stale_temporaries(layout)
         return write_image_outputs(stylize_image(prompt, style, config=config, **kwargs), layout)

@@ -7,13 +7,15 @@ with code 2 and a message that names the problem and the fix; nothing partial is
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from .commandline import add_config_flags, config_from_flags, run_command
+from .console import configure_output
 from .defaults import GRADIENT_METHODS, SCHEMES
 from .method_registry import PIPELINE_METHODS
+from .signals import exit_now
+from .signals import install as install_signal_policy
 from .version import package_version
 
 # flag name -> config key; None values are "not given" and leave the config alone
@@ -30,8 +32,8 @@ FLAG_KEYS = {
 }
 
 
-def config_from_args(args: argparse.Namespace, default: str | None = None):
-    """Defaults <- --config files <- --set pairs <- explicit flags."""
+def config_from_args(args: argparse.Namespace, base: str | None = None):
+    """Defaults <- `base` config (the command's own, e.g. "image") <- --config files <- --set pairs <- flags."""
     overrides = {}
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, flag, None)
@@ -42,7 +44,7 @@ def config_from_args(args: argparse.Namespace, default: str | None = None):
     for flag in ("overwrite", "gif", "frames_dir"):
         if getattr(args, flag, False):
             overrides[f"output.{flag}"] = True
-    return config_from_flags(args, overrides, default)
+    return config_from_flags(args, overrides, base)
 
 
 def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
@@ -51,6 +53,8 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"])
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true",
+                   help="show every third-party log line and warning (filtered by default)")
     if not sampling:
         return
     p.add_argument("--steps", type=int, help="DDIM steps (default 25; image 100)")
@@ -174,10 +178,12 @@ def _add_depth(sub) -> None:
 
 
 def cmd_stylize(args: argparse.Namespace) -> int:
-    from .api import stylize_to_files
+    from .preflight import check_stylize
 
     config = config_from_args(args)
-    output = args.output or args.video.with_name(f"{args.video.stem}_sag.mp4")
+    output = check_stylize(args, config).main  # before torch loads: a bad path answers at once
+    from .api import stylize_to_files
+
     report = stylize_to_files(args.video, args.style, args.prompt, output, config=config,
                               depth_dir=args.depth, progress=not args.quiet)
     _print_done(report, output)
@@ -185,9 +191,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
 
 def cmd_image(args: argparse.Namespace) -> int:
+    from .preflight import check_image
+
+    config = config_from_args(args, base="image")
+    check_image(args, config)  # before torch loads
     from .api import stylize_image_to_file
 
-    config = config_from_args(args, default="image")
     report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,
                                    width=args.width, height=args.height, progress=not args.quiet)
     _print_done(report, args.output)
@@ -195,19 +204,18 @@ def cmd_image(args: argparse.Namespace) -> int:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
+    from .preflight import check_depth
+
+    config = config_from_args(args)
+    check_depth(args, config)  # before torch loads
     import numpy as np
 
     from .api import read_video_clip
-    from .files import check_output_path
-    from .guards import check_not_inputs, input_files
     from .layout import OutputLayout
     from .pipeline import StylizePipeline
     from .video.depth import depth_to_uint8
     from .video.write import write_frames_dir
 
-    config = config_from_args(args)
-    check_output_path(args.output, config.output.overwrite, folder_output=True)  # before any work
-    check_not_inputs([args.output], input_files(args.video))
     clip = read_video_clip(args.video, config, for_sampling=False)
     pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
     depth = pipe.prepare_depth(clip.frames, cache_dir=OutputLayout.of(args.output).depth_cache,
@@ -226,23 +234,30 @@ def _print_done(report: dict, output: Path) -> None:
     print(f"wrote {output} (report {Path(output).with_suffix('.json')}){trend}")
 
 
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command; returns its exit code (2 bad input, 1 failure, 130/143 interrupted)."""
+    from .signals import Interrupted, exit_code_of, interrupt_message
+
+    try:  # an interrupt can come while the parser is built (the batch and bench parts import lazily)
+        args = build_parser().parse_args(argv)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
+        return exit_code_of(exc)
+    configure_output(verbose=getattr(args, "verbose", False))
     return run_command(args.handler, args)
 
 
-def console_main() -> None:
-    """The `sagvideo` command: `main()`, then exit with its code.
+def console_main(argv: list[str] | None = None) -> None:
+    """The `sagvideo` command: the signal policy (`signals.py`), `main()`, then exit with its code.
 
-    After an interrupt that `main` handled (code 130, everything cleaned up), exit at once:
-    CPython may otherwise end the process by re-raising SIGINT at shutdown when a C extension
-    saw the KeyboardInterrupt on its way out, which would turn our exit code 130 into a signal.
+    After an interrupt (everything cleaned up by then) it leaves at once through `exit_now`.
     """
-    code = main()
-    if code == 130:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
+    install_signal_policy()
+    code = main(argv)
+    if code >= 128:
+        exit_now(code)
     sys.exit(code)
 
 

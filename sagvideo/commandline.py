@@ -28,37 +28,58 @@ def add_config_flags(parser: argparse.ArgumentParser, applies_to: str = "") -> N
 
 
 def config_from_flags(args: argparse.Namespace, overrides: dict[str, Any] | None = None,
-                      default: str | None = None):
-    """Defaults <- --config files (or `default`) <- --set pairs <- `overrides` (e.g. explicit flags)."""
+                      base: str | None = None):
+    """Defaults <- `base` (the command's own config, e.g. "image") <- --config files <- --set pairs
+    <- `overrides` (e.g. explicit flags).
+
+    The base stays under any --config layering: `image --config 12gb` keeps the image schedule and
+    steps, with 12gb's memory settings on top."""
     from .config import load_config, parse_set_items
 
     merged = {**parse_set_items(getattr(args, "set", None)), **(overrides or {})}
-    return load_config(args.config or ([default] if default else []), merged)
+    files = [base] if base else []
+    files += [name for name in getattr(args, "config", None) or [] if name not in files]
+    return load_config(files, merged)
+
+
+def known_failure(exc: BaseException) -> int | None:
+    """Print the message for an out-of-memory or disk-full error and return its exit code; None for others.
+
+    torch is never imported here: when it is not loaded yet, the error cannot be torch's (and
+    importing it while an interrupt unwinds a half-done `import torch` fails with "duplicate
+    registrations")."""
+    torch = sys.modules.get("torch")
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(exc, oom):
+        print(f"sagvideo: error: out of GPU memory ({out_of_memory_line(exc)}). {OUT_OF_MEMORY_FIX}", file=sys.stderr)
+        return 1
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        print(f"sagvideo: error: cannot write '{exc.filename or 'an output'}': {exc.strerror} (the disk or a quota "
+              f"is full, or a file size limit was hit). Nothing partial was kept. To fix: free space, or write to "
+              f"another disk (-o).", file=sys.stderr)
+        return 1
+    return None
 
 
 def run_command(handler: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """`handler(args)` with failures told on stderr: 2 bad input, 1 out of memory or a full disk,
-    130 interrupted. Other errors propagate (a bug shows its traceback)."""
-    import torch
+    130 / 143 interrupted (SIGINT / SIGTERM, see `signals.py`). Other errors propagate (a bug
+    shows its traceback)."""
+    from .signals import Interrupted, exit_code_of, interrupt_message
 
     try:
         return int(handler(args) or 0)
     except SagVideoError as exc:
         print(f"sagvideo: error: {exc}", file=sys.stderr, flush=True)
         return 2
-    except torch.OutOfMemoryError as exc:
-        print(f"sagvideo: error: out of GPU memory ({out_of_memory_line(exc)}). {OUT_OF_MEMORY_FIX}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("sagvideo: interrupted; no partial output was kept.", file=sys.stderr)
-        return 130
-    except OSError as exc:
-        if exc.errno not in DISK_FULL:
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
+        return exit_code_of(exc)
+    except Exception as exc:
+        code = known_failure(exc)
+        if code is None:
             raise
-        print(f"sagvideo: error: cannot write '{exc.filename or 'an output'}': {exc.strerror} (the disk or a quota "
-              f"is full, or a file size limit was hit). Nothing partial was kept. To fix: free space, or write to "
-              f"another disk (-o).", file=sys.stderr)
-        return 1
+        return code
 
 
 def out_of_memory_line(exc: BaseException) -> str:

@@ -57,7 +57,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; move it onto `path` only if the block succeeds.
 
     The temporary file (`.<stem>.tmp-XXXX<suffix>`, same folder, so the final `os.replace` is
-    atomic) is deleted on any exception, KeyboardInterrupt included. An existing `path` is
+    atomic) is deleted on any exception, KeyboardInterrupt included; an OSError that names no
+    file (a full disk fails a write) is raised again naming `path`. An existing `path` is
     replaced: callers that must not overwrite check first with `check_output_path`.
     """
     path = Path(path)
@@ -71,6 +72,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         _publish_mode(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.filename is None and exc.errno is not None:  # e.g. EFBIG from a write: name the file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -6,13 +6,16 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from .errors import InputError
 from .files import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_STYLE_SIDE = 1024  # the loss sees 224 px; larger style images are downscaled on load
 MIN_STYLE_SIDE = 64  # below this the 224 px CLIP input is mostly interpolation blur
@@ -166,8 +169,8 @@ def _shrink(image: np.ndarray, max_side: int) -> np.ndarray:
     return np.clip(np.stack(channels, axis=-1), 0.0, 1.0).astype(np.float32)
 
 
-def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> torch.Tensor:
-    """Style image -> float32 (3, H, W) in [0, 1], upright, alpha over white, huge images shrunk.
+def read_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> np.ndarray:
+    """Style image -> float32 (H, W, 3) in [0, 1], upright, alpha over white, huge images shrunk (no torch).
 
     Any mode and bit depth `decode_image` reads (16-bit PNGs keep their full range). Warns when
     a side is under MIN_STYLE_SIDE px: the loss resizes the image to CLIP's 224 px input.
@@ -180,9 +183,15 @@ def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) ->
     if min(w, h) < MIN_STYLE_SIDE:
         warnings.warn(f"style image '{path.name}' is {w}x{h} px; the style loss resizes it to 224 px, so its "
                       f"texture statistics will be mostly blur. Use a style image at least {MIN_STYLE_SIDE} px "
-                      f"on a side (224 px or more is best).", UserWarning, stacklevel=2)
-    rgb = _shrink(image.rgb(background=1.0), max_side)
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).contiguous()
+                      f"on a side (224 px or more is best).", UserWarning, stacklevel=3)
+    return np.ascontiguousarray(_shrink(image.rgb(background=1.0), max_side))
+
+
+def load_style_image(path: str | os.PathLike, max_side: int = MAX_STYLE_SIDE) -> "torch.Tensor":
+    """`read_style_image` as a float32 tensor (3, H, W) in [0, 1]."""
+    import torch  # here only: checking a style image (preflight, batch validation) needs no torch
+
+    return torch.from_numpy(read_style_image(path, max_side)).permute(2, 0, 1).contiguous()
 
 
 def load_photo(path: str | os.PathLike) -> np.ndarray:
@@ -209,18 +218,23 @@ def _row(images: list[np.ndarray], height: int) -> list[Image.Image]:
 
 
 def contact_sheet(
-    rows: dict[str, list[np.ndarray]], path: Path, *, height: int = 96, max_columns: int = 8, note: str = ""
+    rows: dict[str, list[np.ndarray]], path: Path, *, height: int = 96, max_columns: int = 8, note: str = "",
+    frame_numbers: list[int] | None = None,
 ) -> None:
     """A PNG with one labelled row per entry (e.g. input, depth, output, style), written atomically.
 
     rows: label -> list of uint8 (H, W, 3) or (H, W) images; long rows are subsampled evenly.
+    frame_numbers: the source frame of each image in the rows of that length; each shown image is
+    marked with it (8 of 120 frames say which 8 they are).
     """
     label_w, pad = 70, 4
-    prepared = {}
+    prepared, numbers = {}, {}
     for label, images in rows.items():
         pick = np.linspace(0, len(images) - 1, min(len(images), max_columns)).round().astype(int)
         chosen = [np.repeat(images[i][..., None], 3, -1) if images[i].ndim == 2 else images[i] for i in pick]
         prepared[label] = _row(chosen, height)
+        if frame_numbers is not None and len(images) == len(frame_numbers):
+            numbers[label] = [frame_numbers[i] for i in pick]
     width = label_w + max(sum(im.width + pad for im in ims) for ims in prepared.values())
     top = 18 if note else 0
     sheet = Image.new("RGB", (width, top + len(prepared) * (height + pad)), "white")
@@ -231,8 +245,12 @@ def contact_sheet(
         y = top + r * (height + pad)
         draw.text((4, y + height // 2 - 5), label, fill="black")
         x = label_w
-        for im in images:
+        for k, im in enumerate(images):
             sheet.paste(im, (x, y))
+            if label in numbers:
+                text = str(numbers[label][k])
+                draw.rectangle([x, y, x + 6 * len(text) + 3, y + 11], fill="white")
+                draw.text((x + 2, y), text, fill="black")
             x += im.width + pad
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 DEPTH_CACHE_DIR = ".sagvideo-depth"
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")  # containers the video writer makes
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what `sagvideo image` writes
 
 
 @dataclass(frozen=True)

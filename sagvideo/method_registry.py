@@ -103,6 +103,24 @@ class GuidanceMethod:
             total = total + self.cost(n) * self.passes(passes)
         return total
 
+    def step_plan(self, num_steps: int, guided: dict[int, int], passes: int | None, settings: Any = None,
+                  shares_first: bool = True) -> list[int]:
+        """Expected forward units (a graph evaluation with its VJP counts two) of each step, for
+        the progress bar. `shares_first` False: the gradient's network cannot reuse the prediction
+        at x_t (several windows, `cond_only`), so a pass with a graph makes one more evaluation."""
+        if self.whole_chain and guided:  # no per-step split: the whole cost spread over the steps
+            total = round(self.run_cost(num_steps, guided, passes, settings).forward_units)
+            return [total // num_steps + (i < total % num_steps) for i in range(num_steps)]
+        plan = []
+        for i in range(num_steps):
+            if i not in guided:
+                plan.append(1)
+                continue
+            cost = self.cost(guided[i])
+            extra = 0 if shares_first or not cost.graph_evaluations else 1
+            plan.append(round((cost.forward_units + extra) * self.passes(passes)))
+        return plan
+
 
 def _sag_cost(n: int) -> PassCost:
     # symplectic Euler: n - 1 forward evaluations without a graph, the last kept with one, n VJPs

@@ -15,8 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .errors import InputError
-from .files import check_output_path, publish, staging_dir
+from .files import publish, staging_dir
 from .images import contact_sheet, write_image
 from .layout import OutputLayout
 from .metrics.plot import plot_run
@@ -25,25 +24,9 @@ from .report import TINY_LABEL, write_report
 from .video.depth import depth_to_uint8
 from .video.frames import ResizedFrames
 from .video.io import Clip
-from .video.write import VIDEO_SUFFIXES, write_frames_dir, write_gif, write_video
+from .video.write import write_frames_dir, write_gif, write_video
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 GIF_MAX_SIDE = 512  # the GIF is a preview: its long side is capped, whatever the source size
-
-
-def check_outputs(layout: OutputLayout, output: Any, *, video: bool) -> None:
-    """Every file the job will write can be written (and is new, unless `output.overwrite`)."""
-    suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
-    check_output_path(layout.main, overwrite=output.overwrite)
-    if layout.main.suffix.lower() not in suffixes:
-        what, hint = ("a video", " (add --gif for a GIF beside it)") if video else ("an image", "")
-        raise InputError(f"cannot write {what} to '{layout.main.name}': use a name ending in "
-                         f"{', '.join(suffixes)}{hint}.")
-    planned = layout.planned(output) if video else {"image": layout.main, "report": layout.report}
-    for name, path in planned.items():
-        check_output_path(path, overwrite=output.overwrite, folder_output=name == "frames_dir")
-    if video and output.preview:
-        check_output_path(layout.preview, overwrite=output.overwrite)
 
 
 def _publish_all(staged: dict[str, Any], final: dict[str, Any]) -> None:
@@ -83,7 +66,8 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
         if output.contact_sheet:
             contact_sheet({"input": list(clip.frames), "depth": list(depth_to_uint8(result.depth)),
                            "output": list(result.model_frames), "style": [result.style]},
-                          staged["contact_sheet"], note=TINY_LABEL if "label" in report else "")
+                          staged["contact_sheet"], note=TINY_LABEL if "label" in report else "",
+                          frame_numbers=list(clip.indices))
         if output.plot:
             plot_run(staged["plot"], [r["loss"] for r in report["guided_steps"]],
                      report.get("metrics", {}).get("per_frame", {}))

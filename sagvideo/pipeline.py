@@ -31,6 +31,7 @@ from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, StepCallback, WindowedEps, context_windows,
     ddim_timesteps, sample,
 )
+from .guidance.ddim import estimate_grid
 from .levers import applied_levers
 from .method_registry import METHODS
 from .models.components import Components, alphas_cumprod_from_config
@@ -192,9 +193,12 @@ class StylizePipeline:
         guiding = g.enabled and method.guides(params.strength)  # e.g. strength 0: gradients scaled to nothing
         loss_fn = self.style_loss(style) if guiding else None
         steps = len(timesteps)
-        cost = method.run_cost(steps, params.guided_ns(steps) if loss_fn else {}, params.passes,
-                               getattr(self.config, g.method, None))
-        bar = SamplingProgress(round(cost.forward_units) * len(windows), steps, len(windows), enabled=progress)
+        # n as it runs: a schedule with fewer steps left than n caps the estimate's grid
+        guided = {i: estimate_grid(timesteps[i], n, alphas).n
+                  for i, n in params.guided_ns(steps).items()} if loss_fn else {}
+        shares_first = len(windows) == 1 and not g.cond_only  # the prediction at x_t starts the estimate
+        plan = method.step_plan(steps, guided, params.passes, getattr(self.config, g.method, None), shares_first)
+        bar = SamplingProgress([units * len(windows) for units in plan], steps, len(windows), enabled=progress)
         text = c.encode_prompt([s.negative_prompt, prompt])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,

@@ -31,13 +31,18 @@ class ProgressDepth:
 
 
 class SamplingProgress:
-    """Counts network window evaluations (`on_call`) and shows step, window count, loss and ETA."""
+    """Counts network window evaluations (`on_call`) and shows step, window count, loss and ETA.
 
-    def __init__(self, total: int, steps: int, windows: int, enabled: bool = True):
+    `plan` is the expected units per step (`GuidanceMethod.step_plan`). After each step the total is corrected
+    by what the step really cost, so the bar always ends at total/total, whatever the method."""
+
+    def __init__(self, plan: list[int], steps: int, windows: int, enabled: bool = True):
         self.steps, self.windows = steps, windows
         self.calls = 0  # window evaluations
         self.graph_calls = 0  # of which with a graph
-        self.bar = tqdm(total=total, desc="sampling", unit="eval", disable=not enabled)
+        self.expected_through = np.cumsum(plan).tolist() if plan else [0]
+        self.correction = 0  # units the steps so far cost beyond (or below) their plan
+        self.bar = tqdm(total=self.expected_through[-1], desc="sampling", unit="eval", disable=not enabled)
         self.step, self.loss = 0, None
 
     def on_call(self, windows: int, with_graph: bool) -> None:
@@ -47,6 +52,10 @@ class SamplingProgress:
 
     def on_step(self, index: int, loss: float | None) -> None:
         self.step, self.loss = index + 1, loss if loss is not None else self.loss
+        expected = self.expected_through[min(index, len(self.expected_through) - 1)] + self.correction
+        if self.bar.n != expected:
+            self.correction += self.bar.n - expected
+            self.bar.total = self.expected_through[-1] + self.correction
         text = f"step {self.step}/{self.steps} x {self.windows} window{'s' * (self.windows > 1)}"
         self.bar.set_postfix_str(text + (f", style loss {self.loss:.4g}" if self.loss is not None else ""))
 
@@ -54,11 +63,14 @@ class SamplingProgress:
         """Window evaluations so far: all, and those with a graph (for the report)."""
         return {"window_evaluations": self.calls, "window_evaluations_with_graph": self.graph_calls}
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        if finished and self.bar.total != self.bar.n:  # stopped early by on_step: the run is complete as it is
+            self.bar.total = self.bar.n
+            self.bar.refresh()
         self.bar.close()
 
     def __enter__(self) -> "SamplingProgress":
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(finished=exc_type is None)

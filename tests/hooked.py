@@ -59,18 +59,11 @@ def hook_jobs(log: str) -> None:
 
 
 if __name__ == "__main__":
+    from sagvideo.cli import console_main  # the `sagvideo` command itself, with its signal policy
+
     command, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if command == "batch":
         hook_jobs(log)
-        from sagvideo.batch.run import main
-
-        raise SystemExit(main(args))
+        console_main(["batch", *args])
     hook_stages(log)
-    from sagvideo.cli import main
-
-    code = main(args)
-    if code == 130:  # as the `sagvideo` command does after an interrupt (see cli.console_main)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(130)
-    raise SystemExit(code)
+    console_main(args)

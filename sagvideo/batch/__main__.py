@@ -1,6 +1,8 @@
-"""`python -m sagvideo.batch jobs.yaml -o OUTDIR ...` (same flags as `sagvideo batch`)."""
+"""`python -m sagvideo.batch jobs.yaml -o OUTDIR ...`: the same command as `sagvideo batch`."""
 
-from .run import main
+import sys
+
+from ..cli import console_main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    console_main(["batch", *sys.argv[1:]])

@@ -133,11 +133,11 @@ class _FileChecks:
 
     def style(self, path: Path) -> str | None:
         """None when the image decodes, else the InputError message."""
-        from ..images import load_style_image
+        from ..images import read_style_image
 
         if path not in self._styles:
             try:
-                load_style_image(path)
+                read_style_image(path)
                 self._styles[path] = None
             except SagVideoError as exc:
                 self._styles[path] = str(exc)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 from ..commandline import add_config_flags, config_from_flags, run_command
 from ..config import Config, load_config
 from ..errors import InputError
+from ..signals import Interrupted
 from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
 from .state import BatchState, RunLock, clean_stale_temps
@@ -70,6 +71,9 @@ def make_trainer(accelerator: str, devices: int | str, num_nodes: int, callbacks
     """The predict Trainer: no inference mode (SAG needs gradients), no logging or checkpoints."""
     import pytorch_lightning as pl
 
+    from ..console import quiet_lightning
+
+    quiet_lightning()  # after the import, which sets Lightning's loggers to INFO
     world = requested_world_size(accelerator, devices, num_nodes)
     return pl.Trainer(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes,
@@ -186,9 +190,28 @@ def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJ
         echo(f"{len(planned)} jobs to run on {world} rank(s), {len(finished)} already complete in {state.outdir}")
     loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
     start = time.perf_counter()
-    trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
-    summary = build_summary(planned, finished, state, writer.run_id, world, time.perf_counter() - start, changed)
+    try:
+        trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
+    except (Interrupted, KeyboardInterrupt) as exc:  # say what finished, then end as the signal policy says
+        _summarise(trainer, state, planned, finished, writer, start, changed, echo, interrupted=exc)
+        raise
+    return _summarise(trainer, state, planned, finished, writer, start, changed, echo)
+
+
+def _summarise(trainer: Any, state: BatchState, planned: list[BatchJob], finished: list[BatchJob], writer: Any,
+               start: float, changed: list[str], echo: Callable[[str], None],
+               interrupted: BaseException | None = None) -> BatchSummary:
+    """Build the summary from the status records; rank 0 writes summary.json and prints the table.
+    After an interrupt, the jobs it cut off are listed as not finished (the next run does them)."""
+    summary = build_summary(planned, finished, state, writer.run_id, trainer.world_size,
+                            time.perf_counter() - start, changed)
     summary.rank = trainer.global_rank
+    if interrupted is not None:
+        signal_name = getattr(interrupted, "name", "SIGINT")
+        summary.data["interrupted"] = signal_name
+        for row in summary.data["jobs"]:
+            if row["status"] == "missing":
+                row["error"] = f"not finished: the run was interrupted ({signal_name})"
     if summary.rank == 0:
         state.write_json(state.summary_path, summary.data)
         echo(format_summary(summary))
@@ -210,15 +233,14 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument("--accelerator", default=None,
                         help="auto, gpu, cpu, ... (default: from model.device in the config)")
     add_config_flags(parser, " for every job")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show every third-party log line and warning (filtered by default)")
     return parser
 
 
 def main_batch(args: argparse.Namespace) -> int:
-    """Run `sagvideo batch` from parsed flags; returns the exit code (see module docstring)."""
-    return run_command(_batch, args)
-
-
-def _batch(args: argparse.Namespace) -> int:
+    """Run `sagvideo batch` from parsed flags; returns the exit code (see module docstring).
+    Errors propagate: the caller wraps it in `commandline.run_command`."""
     if args.num_nodes < 1:
         raise InputError(f"--num-nodes must be >= 1, got {args.num_nodes}.")
     summary = run_batch(args.jobs, args.output, config=config_from_flags(args), videos=args.videos, style=args.style,
@@ -231,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sagvideo.batch ...`"""
     parser = add_batch_arguments(argparse.ArgumentParser(
         prog="sagvideo batch", description="Stylize many videos over GPUs and nodes; re-run to resume."))
-    return main_batch(parser.parse_args(argv))
+    return run_command(main_batch, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

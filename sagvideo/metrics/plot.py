@@ -1,4 +1,10 @@
-"""A two-panel PNG of a run, drawn with Pillow only: style loss per guided pass, metrics per frame."""
+"""A PNG of a run, drawn with Pillow only: style loss per guided pass, then one small panel per metric.
+
+Readable at any length: tick labels carry as many digits as it takes to tell them apart (a loss
+going from 519.31 to 519.38 is not labelled "519" five times), each per-frame metric gets its own
+panel in its own units (small multiples: six lines on one axis are a tangle at 120 frames), and the
+frame axis is ticked in whole frames.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,8 @@ from PIL import Image, ImageDraw
 
 from ..files import atomic_path
 
-WIDTH, PANEL_HEIGHT = 880, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 260, 24, 32  # plot-area margins inside a panel; RIGHT holds the legend
+WIDTH, PANEL_HEIGHT, SMALL_HEIGHT, COLUMNS = 880, 260, 200, 2
+LEFT, RIGHT, TOP, BOTTOM = 76, 20, 24, 32  # plot-area margins inside a panel
 COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
           (227, 119, 194), (127, 127, 127)]
 AXIS, GRID, TEXT = (0, 0, 0), (225, 225, 225), (40, 40, 40)
@@ -30,8 +36,13 @@ def _range(values: list[float]) -> tuple[float, float]:
     return lo, hi
 
 
-def _label(value: float) -> str:
-    return f"{value:.3g}"
+def tick_labels(values: Sequence[float]) -> list[str]:
+    """Labels for tick `values` with the fewest significant digits (3 or more) that tell them apart."""
+    for digits in range(3, 13):
+        labels = [f"{v:.{digits}g}" for v in values]
+        if len(set(labels)) == len(set(values)):
+            return labels
+    return [repr(float(v)) for v in values]
 
 
 class _Axes:
@@ -50,10 +61,10 @@ class _Axes:
 def _draw_axes(draw: ImageDraw.ImageDraw, axes: _Axes, x_label: str) -> None:
     x0, y0, x1, y1 = axes.area
     (a, b), (lo, hi) = axes.x_range, axes.y_range
-    for y in np.linspace(lo, hi, 5):
+    ticks = np.linspace(lo, hi, 5)
+    for y, text in zip(ticks, tick_labels([float(t) for t in ticks])):
         _, py = axes(a, y)
         draw.line([(x0, py), (x1, py)], fill=GRID)
-        text = _label(y)
         draw.text((x0 - 6 - draw.textlength(text), py - 6), text, fill=TEXT)
     for x in range(int(a), int(b) + 1, max(1, math.ceil((b - a) / 6))):
         px, _ = axes(x, lo)
@@ -81,54 +92,46 @@ def _draw_series(draw: ImageDraw.ImageDraw, axes: _Axes, xs: Sequence[float], ys
         segment = []
 
 
-def _panel(image: Image.Image, top: int, title: str, series: dict[str, list[float | None]], x_start: int,
-           x_label: str, empty_note: str) -> None:
-    """One panel at height `top`: every series against x = x_start, x_start + 1, ...; a note if there is none.
-
-    With several series each is scaled to its own [min, max] (shown in the legend) so metrics of
-    different units share the axes; a single series keeps its own units.
-    """
+def _panel(image: Image.Image, box: tuple[int, int, int, int], title: str, values: Sequence[float | None],
+           x_start: int, x_label: str, empty_note: str, color: tuple[int, int, int] = COLORS[0]) -> None:
+    """One series in its own units in `box` = (left, top, width, height), x = x_start, x_start + 1, ...;
+    a note instead when it has no finite value."""
     draw = ImageDraw.Draw(image)
-    area = (LEFT, top + TOP, WIDTH - RIGHT, top + PANEL_HEIGHT - BOTTOM)
-    series = {name: list(values) for name, values in series.items() if _finite(values)}
-    scaled = len(series) > 1
-    draw.text((LEFT, top + 6), title + (" (each series scaled to its [min, max])" if scaled else ""), fill=AXIS)
-    if not series:
+    left, top, width, height = box
+    area = (left + LEFT, top + TOP, left + width - RIGHT, top + height - BOTTOM)
+    finite = _finite(values)
+    span = tick_labels([min(finite), max(finite)]) if finite else []
+    draw.text((area[0], top + 6), title + (f" (min {span[0]}, max {span[-1]})" if finite else ""), fill=AXIS)
+    if not finite:
         draw.rectangle(area, outline=GRID)
-        width = draw.textlength(empty_note)
-        draw.text(((area[0] + area[2] - width) / 2, (area[1] + area[3]) / 2 - 6), empty_note, fill=TEXT)
+        note = draw.textlength(empty_note)
+        draw.text(((area[0] + area[2] - note) / 2, (area[1] + area[3]) / 2 - 6), empty_note, fill=TEXT)
         return
-    length = max(len(values) for values in series.values())
-    x_range = (x_start, x_start + max(length - 1, 0))
-    y_range = (0.0, 1.0) if scaled else _range(_finite(next(iter(series.values()))))
-    axes = _Axes(area, x_range, y_range)
+    axes = _Axes(area, (x_start, x_start + max(len(values) - 1, 0)), _range(finite))
     _draw_axes(draw, axes, x_label)
-    for i, (name, values) in enumerate(series.items()):
-        color = COLORS[i % len(COLORS)]
-        finite = _finite(values)
-        lo, hi = min(finite), max(finite)
-        if scaled:
-            values = [None if v is None or not math.isfinite(v) else (0.5 if hi == lo else (v - lo) / (hi - lo))
-                      for v in values]
-        _draw_series(draw, axes, range(x_start, x_start + len(values)), values, color)
-        legend_y = area[1] + 4 + 16 * i
-        draw.line([(area[2] + 12, legend_y + 6), (area[2] + 32, legend_y + 6)], fill=color, width=3)
-        note = f" [{_label(lo)}, {_label(hi)}]" if scaled else ""
-        draw.text((area[2] + 38, legend_y), f"{name}{note}", fill=TEXT)
+    _draw_series(draw, axes, range(x_start, x_start + len(values)), list(values), color)
 
 
 def plot_run(path: str | os.PathLike, guided_losses: Sequence[float],
              per_frame: Mapping[str, Sequence[float | None]]) -> None:
-    """Write a PNG (atomically) with two panels, each saying so when it has nothing to show.
+    """Write a PNG (atomically): the loss panel, then one small panel per per-frame metric.
 
     guided_losses: the style loss of each guided pass, in order (x: pass number, from 1).
     per_frame: metric name -> values by frame index (x: frame, from 0), e.g. the "per_frame"
-    dict of `compute_metrics`; None / NaN entries are gaps, empty lists are left out.
+    dict of `compute_metrics`; None / NaN entries are gaps, metrics with no value are left out.
+    Each panel says so when it has nothing to show.
     """
-    image = Image.new("RGB", (WIDTH, 2 * PANEL_HEIGHT), "white")
-    _panel(image, 0, "style loss per guided pass", {"style loss": list(guided_losses)}, 1, "guided pass",
+    metrics = {name: list(v) for name, v in per_frame.items() if _finite(list(v))}
+    rows = max(1, math.ceil(len(metrics) / COLUMNS))
+    image = Image.new("RGB", (WIDTH, PANEL_HEIGHT + rows * SMALL_HEIGHT), "white")
+    _panel(image, (0, 0, WIDTH, PANEL_HEIGHT), "style loss per guided pass", list(guided_losses), 1, "guided pass",
            "no guided passes")
-    _panel(image, PANEL_HEIGHT, "metrics per frame", {k: list(v) for k, v in per_frame.items()}, 0, "frame",
-           "no per-frame metrics")
+    if not metrics:
+        _panel(image, (0, PANEL_HEIGHT, WIDTH, SMALL_HEIGHT), "metrics per frame", [], 0, "frame",
+               "no per-frame metrics")
+    small = WIDTH // COLUMNS
+    for i, (name, values) in enumerate(metrics.items()):
+        box = ((i % COLUMNS) * small, PANEL_HEIGHT + (i // COLUMNS) * SMALL_HEIGHT, small, SMALL_HEIGHT)
+        _panel(image, box, name, values, 0, "frame", "", COLORS[(i + 1) % len(COLORS)])
     with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")

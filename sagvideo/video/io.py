@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..console import native_stderr_to_notes
 from ..errors import InputError
 from .ffmpeg import ffmpeg_banner
 from .frames import restore_size
@@ -97,13 +98,30 @@ def _exact_fps(avg_fps: float, banner_fps: str | None) -> Fraction:
     raise InputError("The video reports no frame rate. To fix: re-encode it with ffmpeg (`-r 25`).")
 
 
+# ffmpeg's AVERROR codes as decord reports them ("av_read_frame failed with N"), in words
+_AV_ERRORS = {1094995529: "invalid data: the file is damaged or cut short",
+              -1094995529: "invalid data: the file is damaged or cut short",
+              541478725: "the file ends early", -541478725: "the file ends early"}
+
+
+def decoder_reason(exc: BaseException) -> str:
+    """decord's error as one readable clause: its source-file prefix dropped, ffmpeg codes in words."""
+    text = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"^\[[\d:]+\] \S+:\d+: (Error: )?", "", text)  # "[00:20:10] /src/...cc:486: Error: "
+    code = re.search(r"av_read_frame failed with (-?\d+)", text)
+    if code and int(code.group(1)) in _AV_ERRORS:
+        return f"reading frames failed, {_AV_ERRORS[int(code.group(1))]}"
+    return text[:200]
+
+
 def _open_reader(path: Path, **kwargs):
     import decord
 
     try:
-        return decord.VideoReader(str(path), ctx=decord.cpu(0), **kwargs)
+        with native_stderr_to_notes(f"'{path.name}'"):
+            return decord.VideoReader(str(path), ctx=decord.cpu(0), **kwargs)
     except Exception as exc:  # decord raises DECORDError (not a RuntimeError) or RuntimeError
-        raise _not_a_video(path, f"decord: {str(exc).strip().splitlines()[-1][:200]}") from exc
+        raise _not_a_video(path, f"decord: {decoder_reason(exc)}") from exc
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
@@ -211,10 +229,11 @@ def _decode_and_resize(info: VideoInfo, indices: list[int], size: tuple[int, int
     reader = _open_reader(info.path)
     out = np.empty((len(indices), size[1], size[0], 3), dtype=np.uint8)
     try:
-        for k, index in enumerate(indices):
-            out[k] = restore_size(apply_display(reader.get_batch([index]).asnumpy(), info.display), size)[0]
+        with native_stderr_to_notes(f"'{info.path.name}'"):
+            for k, index in enumerate(indices):
+                out[k] = restore_size(apply_display(reader.get_batch([index]).asnumpy(), info.display), size)[0]
     except Exception as exc:  # DECORDError on a damaged stream
-        raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({exc}). "
+        raise InputError(f"Could not decode frames {indices[0]}-{indices[-1]} of '{info.path}' ({decoder_reason(exc)}). "
                          f"To fix: re-encode the video with ffmpeg, or pick other frames with --start.") from exc
     return out
 
@@ -251,7 +270,8 @@ def _decode_chunked(reader, info: VideoInfo, indices: list[int], size: tuple[int
         if not resized:
             raise ValueError("reader decodes at source size")
         for i in range(0, len(indices), READ_CHUNK):
-            batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
+            with native_stderr_to_notes(f"'{info.path.name}'"):
+                batch = reader.get_batch(indices[i:i + READ_CHUNK]).asnumpy()
             if batch.ndim != 4 or batch.shape[-1] != 3:  # decord mis-shapes some resized rotated frames
                 raise ValueError(f"decoder returned frames of shape {batch.shape}")
             batch = apply_display(batch, info.display)

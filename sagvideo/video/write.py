@@ -19,11 +19,10 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..files import atomic_dir, atomic_path, check_output_path
+from ..layout import VIDEO_SUFFIXES  # the layout owns the file names
 from .ffmpeg import FFmpegError, ffmpeg_exe
 from .frames import ResizedFrames
 from .io import probe_video
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 
 
 def _even_frames(frames: np.ndarray) -> np.ndarray:

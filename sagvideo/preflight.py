@@ -1,0 +1,171 @@
+"""Checks a command makes before torch is imported: they answer in a fraction of a second.
+
+Input files exist and are readable, output paths can be written (and are not inputs), output
+suffixes fit, and the hub models of the run are available when the hub cannot be reached
+(every missing one is listed at once, each with its download command). Config keys and ranges
+are checked by `config.load_config`, also torch-free. Nothing here imports torch: the command
+line runs these first, so a typo in a path answers at once instead of after the torch import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import InputError, ModelUnavailableError
+from .files import check_output_path
+from .guards import check_not_inputs, input_files
+from .layout import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")  # paths, not hub ids
+MIDAS_REPO, MIDAS_FILE = "lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt"  # controlnet-aux's default
+
+
+def check_outputs(layout: OutputLayout, output: Any, *, video: bool) -> None:
+    """Every file the job will write can be written (and is new, unless `output.overwrite`)."""
+    suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
+    check_output_path(layout.main, overwrite=output.overwrite)
+    if layout.main.suffix.lower() not in suffixes:
+        what, hint = ("a video", " (add --gif for a GIF beside it)") if video else ("an image", "")
+        raise InputError(f"cannot write {what} to '{layout.main.name}': use a name ending in "
+                         f"{', '.join(suffixes)}{hint}.")
+    planned = layout.planned(output) if video else {"image": layout.main, "report": layout.report}
+    for name, path in planned.items():
+        check_output_path(path, overwrite=output.overwrite, folder_output=name == "frames_dir")
+    if video and output.preview:
+        check_output_path(layout.preview, overwrite=output.overwrite)
+
+
+def check_readable_file(path: str | os.PathLike, role: str, flag: str) -> Path:
+    """`path` is an existing, readable file; InputError naming it, its `role` and `flag` otherwise."""
+    path = Path(path).expanduser()
+    where = "" if path.is_absolute() else f" (relative paths start at '{Path.cwd()}')"
+    if not path.exists():
+        raise InputError(f"{role} not found: '{path}'. To fix: check the path given to {flag}{where}.")
+    if not path.is_file():
+        raise InputError(f"{role} '{path}' is not a file. To fix: give {flag} the path of a file.")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"cannot read {role} '{path}' (permissions). To fix: `chmod a+r '{path}'`, or copy it "
+                         f"somewhere you can read it.")
+    return path
+
+
+def check_image_file(path: str | os.PathLike, role: str, flag: str) -> Path:
+    """A readable file Pillow recognises as an image (only its header is read)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = check_readable_file(path, role, flag)
+    try:
+        with Image.open(path):
+            pass
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise InputError(f"cannot read {role} '{path}': it is not an image Pillow can open ({exc}). To fix: give "
+                         f"{flag} a PNG or JPEG file.") from exc
+    return path
+
+
+def check_video_outputs(output: str | os.PathLike, config: Any, inputs: Iterable[Path]) -> OutputLayout:
+    """A video job's outputs: none is an input (said first, whatever else is wrong), all writable."""
+    layout = OutputLayout.of(output)
+    check_not_inputs([*layout.planned(config.output).values(), layout.preview], inputs)
+    check_outputs(layout, config.output, video=True)
+    return layout
+
+
+def check_image_outputs(output: str | os.PathLike, config: Any, inputs: Iterable[Path]) -> OutputLayout:
+    """An image job's outputs: the image and its report, not an input, writable."""
+    layout = OutputLayout.of(output)
+    check_not_inputs([layout.main, layout.report], inputs)
+    check_outputs(layout, config.output, video=False)
+    return layout
+
+
+def _is_hub_id(name: str) -> bool:
+    """"org/name" that is not a path on disk (paths and files are checked when the models load)."""
+    return (bool(name) and name.count("/") == 1 and not name.startswith(("/", ".", "~"))
+            and not name.lower().endswith(CHECKPOINT_SUFFIXES) and not Path(name).expanduser().exists())
+
+
+def hub_models_needed(config: Any, *, video: bool, depth: bool, sampling: bool = True
+                      ) -> dict[str, tuple[str, str | None]]:
+    """Config key -> (hub id, single file to fetch or None) for every hub model the run loads:
+    the sampling networks (with the motion adapter for a video), and the depth estimator."""
+    m = config.model
+    wanted: dict[str, tuple[str, str | None]] = {}
+    if sampling and m.preset != "tiny":
+        wanted.update({"model.base": (m.base, None), "model.controlnet": (m.controlnet, None),
+                       "model.clip_vision": (m.clip_vision, None)})
+        if Path(m.base).expanduser().is_file():  # a single checkpoint: the rest comes from this config source
+            wanted["model.single_file_config"] = (m.single_file_config, None)
+        if m.vae:
+            wanted["model.vae"] = (m.vae, None)
+        if video:
+            wanted["model.motion_adapter"] = (m.motion_adapter, None)
+    if depth and m.depth != "tiny":
+        wanted["model.depth"] = (MIDAS_REPO, MIDAS_FILE) if m.depth == "midas" else (m.depth, None)
+    return {key: ref for key, ref in wanted.items() if _is_hub_id(ref[0])}
+
+
+def _cached(repo_id: str, filename: str | None) -> bool:
+    """Whether the Hugging Face cache holds a snapshot of `repo_id` (and `filename` in it, if given)."""
+    from huggingface_hub import constants
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    try:
+        found = [s for s in snapshots.iterdir() if s.is_dir()]
+    except OSError:
+        return False
+    return any((s / filename).exists() for s in found) if filename else bool(found)
+
+
+def check_models_available(config: Any, *, video: bool, depth: bool, sampling: bool = True) -> None:
+    """When the hub cannot be reached, every hub model of the run must be cached: else one
+    ModelUnavailableError lists them all, each with its `hf download` command."""
+    from .models.hub import hub_offline, hub_reachable
+
+    needed = hub_models_needed(config, video=video, depth=depth, sampling=sampling)
+    if not needed or (not hub_offline() and hub_reachable()):
+        return
+    missing = {key: ref for key, ref in needed.items() if not _cached(*ref)}
+    if not missing:
+        return
+    why = "HF_HUB_OFFLINE is set" if hub_offline() else "the hub cannot be reached"
+    lines = [f"{len(missing)} of the {len(needed)} models this run needs are not in the Hugging Face cache, and "
+             f"{why}:"]
+    lines += [f"  {key}: {repo}" for key, (repo, _) in missing.items()]
+    lines.append("To fix: where the hub is reachable, download them (huggingface_hub's `hf` command):")
+    lines += [f"  hf download {repo}" + (f" {filename}" if filename else "") for repo, filename in missing.values()]
+    lines.append("then copy the cache (~/.cache/huggingface/hub, or $HF_HOME/hub) here; or point each config key "
+                 "at a local folder; or add --config tiny for an offline smoke run with random weights.")
+    raise ModelUnavailableError("\n".join(lines))
+
+
+def check_stylize(args: Any, config: Any) -> OutputLayout:
+    """`sagvideo stylize`: the video, style image and depth folder, the outputs, the models."""
+    output = args.output or Path(args.video).with_name(f"{Path(args.video).stem}_sag.mp4")
+    layout = check_video_outputs(output, config, input_files(args.video, args.style, folder=args.depth))
+    check_readable_file(args.video, "video file", "the video argument")
+    check_image_file(args.style, "style image", "--style")
+    if args.depth is not None and not Path(args.depth).expanduser().is_dir():
+        raise InputError(f"Depth folder '{args.depth}' not found. To fix: give --depth a folder of one depth map "
+                         f"per frame (from `sagvideo depth`).")
+    check_models_available(config, video=True, depth=args.depth is None)
+    return layout
+
+
+def check_image(args: Any, config: Any) -> None:
+    """`sagvideo image`: the style image, the photo for --depth-from, the output, the models."""
+    check_image_outputs(args.output, config, input_files(args.style, args.depth_from))
+    check_image_file(args.style, "style image", "--style")
+    if args.depth_from is not None:
+        check_image_file(args.depth_from, "photo", "--depth-from")
+    check_models_available(config, video=False, depth=args.depth_from is not None)
+
+
+def check_depth(args: Any, config: Any) -> None:
+    """`sagvideo depth`: the video, the output folder, the depth model."""
+    check_not_inputs([args.output], input_files(args.video))
+    check_output_path(args.output, config.output.overwrite, folder_output=True)
+    check_readable_file(args.video, "video file", "the video argument")
+    check_models_available(config, video=False, depth=True, sampling=False)
