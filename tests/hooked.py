@@ -59,7 +59,10 @@ def hook_jobs(log: str) -> None:
 
 
 if __name__ == "__main__":
-    from sagvideo.cli import console_main  # the `sagvideo` command itself, with its signal policy
+    from sagvideo.signals import install
+
+    install()  # before the hooks import torch: an interrupt there must end as the command's would
+    from sagvideo.cli import console_main  # the `sagvideo` command itself
 
     command, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if command == "batch":

@@ -117,7 +117,8 @@ def test_image_keeps_its_own_schedule_and_steps_under_any_config(name):
     args = build_parser().parse_args(["image", "--prompt", "x", "--style", "s.png", "--config", name])
     sampling = config_from_args(args, base="image").sampling
     image = load_config("image").sampling
-    for key, value in defaults.SD15_SCHEDULE.items():
+    sd15 = {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "timestep_spacing": "leading"}
+    for key, value in sd15.items():  # SD 1.5's scheduler config (v1-5 scheduler_config.json)
         assert getattr(sampling, key) == value, (name, key)
     layered_steps = load_config(name).sampling.steps
     assert sampling.steps == (layered_steps if layered_steps != load_config().sampling.steps else image.steps)

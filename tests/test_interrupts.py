@@ -17,11 +17,17 @@ ROOT = Path(__file__).resolve().parents[1]
 TOY = ["--config", "tiny", "--frames", "2", "--steps", "3", "--size", "64"]
 
 
-def start(args, log: Path) -> subprocess.Popen:
-    """`sagvideo ARGS` (or a batch) through tests/hooked.py, which logs "<pid> <stage>" to `log` as stages start."""
+def start(args, log: Path | None) -> subprocess.Popen:
+    """`sagvideo ARGS` (or a batch); with a `log`, through tests/hooked.py, which logs "<pid> <stage>"
+    to it as stages start (without one: the plain command, whose own startup is then interrupted)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    command = ["batch", str(log), *map(str, args[1:])] if args[0] == "batch" else ["cli", str(log), *map(str, args)]
-    return subprocess.Popen([sys.executable, str(ROOT / "tests" / "hooked.py"), *command], env=env, cwd=ROOT,
+    if log is None:
+        command = ["-m", "sagvideo.cli", *map(str, args)]
+    elif args[0] == "batch":
+        command = [str(ROOT / "tests" / "hooked.py"), "batch", str(log), *map(str, args[1:])]
+    else:
+        command = [str(ROOT / "tests" / "hooked.py"), "cli", str(log), *map(str, args)]
+    return subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -53,7 +59,7 @@ def test_stylize_interrupted_at_any_moment_ends_clean(tmp_path, sig, stage):
     out.mkdir()
     log = tmp_path / "stages.log"
     proc = start(["stylize", ROOT / "samples" / "clip.mp4", "--style", ROOT / "samples" / "style.png", "--prompt", "x",
-                  "-o", out / "o.mp4", "--gif", "--quiet", *TOY], log)
+                  "-o", out / "o.mp4", "--gif", "--quiet", *TOY], None if stage == "startup" else log)
     wait_for(log, stage, proc)
     proc.send_signal(sig)
     assert_clean_end(proc, sig, out)
