@@ -102,7 +102,7 @@ def _clip_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagvideo", description="Restyle a video to match a reference image (Symplectic Adjoint Guidance).",
-        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg --prompt 'a rabbit, oil painting' -o out.mp4\n"
+        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg -o out.mp4 (add --prompt '...' to help)\n"
                "Offline smoke run: add --config tiny (random weights; checks the plumbing only).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -138,7 +138,8 @@ def _add_stylize(sub) -> None:
     )
     p.add_argument("video", type=Path, help="input video (any format ffmpeg reads)")
     p.add_argument("--style", type=Path, required=True, help="style reference image")
-    p.add_argument("--prompt", required=True, help="text prompt describing the scene")
+    p.add_argument("--prompt", help="text describing the scene (optional: the style image alone carries the look; "
+                                    "a prompt helps)")
     p.add_argument("-o", "--output", type=Path, help="output .mp4 (default: <video>_sag.mp4 beside the input)")
     p.add_argument("--depth", type=Path, metavar="DIR", help="precomputed depth maps (one image per frame)")
     p.add_argument("--gif", action="store_true", help="also write a GIF (long side at most 512 px)")
@@ -156,8 +157,8 @@ def _add_image(sub) -> None:
     p = sub.add_parser("image", help="stylize a single image (the one-frame case)",
                        description="Generate one image toward a style image with the same guided sampler "
                                    "(F = 1, no motion module); --depth-from conditions it on a photo's depth.")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--style", type=Path, required=True)
+    p.add_argument("--style", type=Path, required=True, help="style reference image")
+    p.add_argument("--prompt", help="text describing the image (optional; a prompt helps)")
     p.add_argument("--depth-from", dest="depth_from", type=Path, help="photo whose depth conditions the image")
     p.add_argument("-o", "--output", type=Path, default=Path("sag_image.png"))
     p.add_argument("--width", type=int)

@@ -51,7 +51,7 @@ class StylizeInputs:
     size: tuple[int, int]
     num_frames: int
     style: torch.Tensor
-    prompt: str
+    prompt: str | None
     depth: np.ndarray | None = None
 
 
@@ -87,6 +87,21 @@ def sag_params(config: Config) -> SAGParams:
                      adaptive_n=g.adaptive_n, repeats=g.repeats, gradient=g.gradient, scheme=g.scheme)
 
 
+def prompt_text(prompt: str | None) -> str:
+    """The text the conditional branch reads: the prompt, or "" when there is none (None or blank)."""
+    return prompt.strip() if prompt is not None else ""
+
+
+def describe_prompt(prompt: str | None, negative_prompt: str) -> dict[str, Any]:
+    """The report's `prompt` entry: the text used, or that there was none and what CFG then compares."""
+    text = prompt_text(prompt)
+    if text:
+        return {"text": text, "negative": negative_prompt}
+    return {"text": None, "negative": negative_prompt,
+            "note": "no prompt: the text condition is empty and classifier-free guidance compares it against "
+                    "the negative prompt" + (" (also empty)" if not negative_prompt else "")}
+
+
 COND_ONLY_NOTE = ("guidance.cond_only: the gradient is taken through the conditional prediction alone, so the "
                   "clean estimate the style loss sees follows the conditional ODE, not the CFG one")
 
@@ -106,7 +121,7 @@ class StylizePipeline:
     def __init__(self, runtime: Runtime, config: Config):
         self.runtime = runtime
         self.config = config
-        self._checked: tuple[str, int] | None = None  # (prompt, frames) that passed check_models
+        self._checked: tuple[str | None, int] | None = None  # (prompt, frames) that passed check_models
 
     @classmethod
     def from_config(cls, config: Config, *, video: bool = True, device: str | torch.device | None = None
@@ -119,9 +134,12 @@ class StylizePipeline:
 
     # ------------------------------------------------------------------ stages
 
-    def check_inputs(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+    def check_inputs(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str | None, *,
                      depth: np.ndarray | None = None, size: tuple[int, int] | None = None) -> StylizeInputs:
-        """Validate arrays and settings before any model work. `size` (W, H) is needed without frames."""
+        """Validate arrays and settings before any model work. `size` (W, H) is needed without frames;
+        `prompt` None (or blank) means no text prompt."""
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"prompt must be text or None (no prompt), got {type(prompt).__name__}.")
         if frames is not None:
             frames = np.asarray(frames)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
@@ -182,7 +200,7 @@ class StylizePipeline:
         v = self.config.video
         return context_windows(num_frames, v.window if num_frames > 1 else 0, v.overlap)
 
-    def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+    def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str | None, *,
                seed: int, on_step: StepCallback | None = None, progress: bool = False) -> Sampled:
         """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W)."""
         c, s, g = self.components, self.config.sampling, self.config.guidance
@@ -196,7 +214,7 @@ class StylizePipeline:
         guided = {i: params.n_at(i, steps) for i in params.guided_indices(steps)} if loss_fn else {}
         bar = SamplingProgress(expected_window_evaluations(steps, guided, g.repeats, len(windows)),
                                steps, len(windows), enabled=progress)
-        text = c.encode_prompt([s.negative_prompt, prompt])
+        text = c.encode_prompt([s.negative_prompt, prompt_text(prompt)])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
                                  on_call=bar.on_call)
@@ -220,7 +238,7 @@ class StylizePipeline:
         """Clean latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3) at model size."""
         return decode_latents(self.components, latents, self.config.guidance.decode_chunk)
 
-    def __call__(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+    def __call__(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str | None = None, *,
                  depth: np.ndarray | None = None, size: tuple[int, int] | None = None, seed: int | None = None,
                  cache_dir: Any = None, on_step: StepCallback | None = None, progress: bool = False,
                  kind: str = "video") -> StylizeResult:
@@ -246,7 +264,8 @@ class StylizePipeline:
         report = base_report(self.config, components, seed, kind)
         report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
-                      seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
+                      seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),
+                      prompt=describe_prompt(prompt, self.config.sampling.negative_prompt))
         if self.config.sampling.denoise < 1:
             report["denoise"] = {"fraction": self.config.sampling.denoise, "steps_run": len(sampled.timesteps),
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
@@ -309,7 +328,7 @@ class StylizePipeline:
         return {"count": len(windows), "size": windows.spans[0][1] - windows.spans[0][0], "overlap": v.overlap,
                 "batch": v.window_batch, "noise": v.noise, "spans": [list(span) for span in windows.spans]}
 
-    def check_models(self, prompt: str, num_frames: int) -> None:
+    def check_models(self, prompt: str | None, num_frames: int) -> None:
         """Settings that depend on the loaded models: the CLIP block, the motion limit, the prompt length.
 
         `__call__` runs it before depth; `sample` runs it too (once per prompt and length)."""
@@ -326,7 +345,7 @@ class StylizePipeline:
             if window.spans[0][1] - window.spans[0][0] > limit:
                 raise ConfigError(f"config key 'video.window' asks for more frames at once than the motion module "
                                   f"holds ({limit}). To fix: use video.window={min(16, limit)}.")
-        tokens = len(c.tokenizer(prompt, verbose=False).input_ids)
+        tokens = len(c.tokenizer(prompt_text(prompt), verbose=False).input_ids)
         if tokens > c.tokenizer.model_max_length and c.preset != "tiny":  # tiny: byte tokens
             warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
                           f"{c.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)
