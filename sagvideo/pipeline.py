@@ -14,6 +14,7 @@ writes outputs. An image is the same call with F = 1 (no motion module). Clips l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows, ddim_timesteps, sample,
 )
 from .guidance.methods import GUIDANCE
+from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
 from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
@@ -200,10 +202,21 @@ class StylizePipeline:
         v = self.config.video
         return context_windows(num_frames, v.window if num_frames > 1 else 0, v.overlap)
 
+    def prepare_image_prompt(self, style: torch.Tensor) -> ImagePrompt | None:
+        """The style image (3, H, W) through the IP-Adapter's image encoder, once per job; None at scale 0."""
+        ip = self.config.ip_adapter
+        if ip.scale == 0:
+            return None
+        return ImagePrompt.from_style(self.runtime.image_prompt_models(), style, scale=ip.scale, mode=ip.mode)
+
     def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str | None, *,
-               seed: int, on_step: StepCallback | None = None, progress: bool = False) -> Sampled:
-        """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W)."""
+               seed: int, on_step: StepCallback | None = None, progress: bool = False,
+               image_prompt: ImagePrompt | None = None) -> Sampled:
+        """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W).
+
+        `image_prompt` from `prepare_image_prompt` (made here when not given and ip_adapter.scale > 0)."""
         c, s, g = self.components, self.config.sampling, self.config.guidance
+        image_prompt = image_prompt or self.prepare_image_prompt(style)
         self.check_models(prompt, latents.shape[2])
         alphas, timesteps = self.schedule()
         windows = self.windows(latents.shape[2])
@@ -217,7 +230,7 @@ class StylizePipeline:
         text = c.encode_prompt([s.negative_prompt, prompt_text(prompt)])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
-                                 on_call=bar.on_call)
+                                 on_call=bar.on_call, image_embeds=image_prompt.embeds if image_prompt else None)
         eps_fn, grad_fn = self._windowed(eps, windows), self._windowed(eps.conditional_only(), windows) if g.cond_only else None
         records: list[dict[str, Any]] = []
 
@@ -229,7 +242,8 @@ class StylizePipeline:
             return None if on_step is None else on_step(i, t, x, x0_hat, loss)
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
-        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing):
+        adapter = image_prompt.attached(c) if image_prompt else contextlib.nullcontext()
+        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing), adapter:
             result = self._sampler(loss_fn)(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
                                             generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
         return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts())
@@ -250,13 +264,15 @@ class StylizePipeline:
         with clock.stage("load_models"):
             components = self.components
         self.check_models(prompt, inputs.num_frames)  # before depth: a bad setting costs nothing
+        with clock.stage("image_prompt"):  # loads and checks the adapter: a bad file also costs nothing
+            image_prompt = self.prepare_image_prompt(inputs.style)
         with clock.stage("depth"):
             if inputs.depth is None and inputs.frames is not None:
                 inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
         latents = self.prepare_latents(inputs.num_frames, inputs.size, seed, inputs.frames)
         with clock.stage("sampling"):
             sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
-                                  progress=progress)
+                                  progress=progress, image_prompt=image_prompt)
         with clock.stage("decode"):
             out = self.decode(sampled.latents)
         with clock.stage("metrics"):
@@ -265,7 +281,8 @@ class StylizePipeline:
         report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
                       seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),
-                      prompt=describe_prompt(prompt, self.config.sampling.negative_prompt))
+                      prompt=describe_prompt(prompt, self.config.sampling.negative_prompt),
+                      ip_adapter=image_prompt.report if image_prompt else off_report(self.config))
         if self.config.sampling.denoise < 1:
             report["denoise"] = {"fraction": self.config.sampling.denoise, "steps_run": len(sampled.timesteps),
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
