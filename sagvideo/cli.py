@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .defaults import GRADIENT_METHODS, GUIDANCE_METHODS, SCHEMES
+from .defaults import GRADIENT_METHODS, GUIDANCE_METHODS, IP_ADAPTER_MODES, SCHEMES
 from .errors import SagVideoError
 from .version import package_version
 
@@ -28,7 +28,7 @@ FLAG_KEYS = {
     "guidance": "guidance.method", "gradient": "guidance.gradient", "scheme": "guidance.scheme", "n": "guidance.n",
     "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
-    "lora": "model.loras",
+    "lora": "model.loras", "ip_adapter_scale": "ip_adapter.scale", "ip_adapter_mode": "ip_adapter.mode",
 }
 
 
@@ -77,6 +77,10 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
                    help="a LoRA (image or motion) to apply, with its scale (default 1.0); repeatable")
     p.add_argument("--no-guidance", dest="no_guidance", action="store_true", help="sample without style guidance")
+    p.add_argument("--ip-adapter-scale", dest="ip_adapter_scale", type=float, metavar="S",
+                   help="weight of the style image as an image prompt (IP-Adapter), 0 to 2 (1; 0 = off)")
+    p.add_argument("--ip-adapter-mode", dest="ip_adapter_mode", choices=IP_ADAPTER_MODES,
+                   help="where the image prompt enters: style blocks only (style, default), style+layout, or all")
     p.add_argument("--depth-model", dest="depth_model", help="midas (default), tiny, or a transformers depth model id")
 
 

@@ -49,7 +49,7 @@ class ImagePromptModels:
         c = self.components
         dtype = torch.float32 if c.device.type == "cpu" else c.dtype
         self.encoder, self.encoder_entry, layers = load_image_prompt_models(
-            self.model.ip_adapter, self.model.image_encoder, c.unet2d, tiny=c.preset == "tiny", dtype=dtype)
+            self.model.ip_adapter, self.model.image_encoder, c.unet2d, preset=c.preset, dtype=dtype)
         self.layers = self.layers or layers
         self.load_seconds += time.perf_counter() - start
 

@@ -28,12 +28,13 @@ from .sources import FILE, FOLDER, HUB, ModelRef, classify, describe
 ENCODER_KEY = "model.image_encoder"
 
 
-def _tiny_encoder(seed: int = 0) -> torch.nn.Module:
+def _random_encoder(preset: str, seed: int = 0) -> torch.nn.Module:
+    """A random-weight encoder at a preset's sizes ("tiny", or "sd15" for benchmarks)."""
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return CLIPVisionModelWithProjection(CLIPVisionConfig(**image_encoder_config("tiny")))
+        return CLIPVisionModelWithProjection(CLIPVisionConfig(**image_encoder_config(preset)))
 
 
 def _encoder_subfolder(ref: ModelRef) -> str:
@@ -92,20 +93,23 @@ def _adapter_source(path: Path, ref: ModelRef) -> dict[str, Any]:
     return {"source": shown, "kind": ref.kind, "sha256_16": file_sha256(path)[:DIGEST_CHARS]}
 
 
-def load_image_prompt_models(ip_adapter: str, image_encoder: str, unet2d: torch.nn.Module, *, tiny: bool,
+def load_image_prompt_models(ip_adapter: str, image_encoder: str, unet2d: torch.nn.Module, *, preset: str,
                              dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, Any], IPAdapterLayers]:
     """(image encoder, its report entry, adapter layers) for `unet2d`, checked to fit together.
 
-    With `tiny`, each of the two that is still its default hub id is built with random weights.
+    For random-weight components (`preset` "tiny", or "sd15" sizes in benchmarks) each of the two
+    that is still its default hub id is built with random weights of that preset's sizes.
     """
-    random_entry = {"source": TINY_ID, "kind": "random", "sha256_16": RANDOM_WEIGHTS}
-    if tiny and image_encoder == defaults.DEFAULT_IMAGE_ENCODER:
-        encoder, encoder_entry = torch.nn.Module.to(_tiny_encoder(), dtype=dtype), dict(random_entry)
+    rand = preset in ("tiny", "sd15")
+    random_entry = {"source": TINY_ID if preset == "tiny" else f"{preset} sizes (random weights)", "kind": "random",
+                    "sha256_16": RANDOM_WEIGHTS}
+    if rand and image_encoder == defaults.DEFAULT_IMAGE_ENCODER:
+        encoder, encoder_entry = torch.nn.Module.to(_random_encoder(preset), dtype=dtype), dict(random_entry)
     else:
         encoder, encoder_entry = load_encoder(image_encoder, dtype)
     encoder.requires_grad_(False).eval()
-    if tiny and ip_adapter == defaults.DEFAULT_IP_ADAPTER:
-        parts, where = random_ip_adapter_weights(unet2d, encoder.config.projection_dim), TINY_ID
+    if rand and ip_adapter == defaults.DEFAULT_IP_ADAPTER:
+        parts, where = random_ip_adapter_weights(unet2d, encoder.config.projection_dim), random_entry["source"]
         layers = convert(parts, unet2d, where, dict(random_entry))
     else:
         path, ref = _adapter_file(ip_adapter)
