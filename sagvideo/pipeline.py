@@ -3,8 +3,10 @@
     pipe = StylizePipeline.from_config(config)
     inputs = pipe.check_inputs(frames, style, prompt)      # uint8 (F, H, W, 3) at model size
     depth = pipe.prepare_depth(inputs.frames)              # (F, H, W) in [0, 1], clip-normalised
+    image_prompt = pipe.prepare_image_prompt(inputs.style)  # IP-Adapter image embedding (None at scale 0)
     latents = pipe.prepare_latents(inputs.num_frames, inputs.size, seed=0)   # (1, 4, F, H/8, W/8)
-    sampled = pipe.sample(latents, depth, inputs.style, prompt, seed=0)     # SAG on the guided steps
+    sampled = pipe.sample(latents, depth, inputs.style, prompt, seed=0,      # SAG on the guided steps
+                          image_prompt=image_prompt)
     frames = pipe.decode(sampled.latents)                  # uint8 (F, H, W, 3)
 
 or all of it with `pipe(frames, style, prompt)`. Files stay outside: `api.py` reads inputs and

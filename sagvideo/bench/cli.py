@@ -14,7 +14,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
-                 "peak_mem_mb", "guided_over_unguided", "adapter_share", "adapter_mb"],
+                 "peak_mem_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb", "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
                 "peak_mem_mb", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],

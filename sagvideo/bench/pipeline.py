@@ -31,12 +31,12 @@ def _runtime(preset: str, config: Any, device: str):
 
 def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px: int, device: str,
                      video: str, style: str, overrides: dict[str, Any], adapter: bool = False) -> dict[str, Any]:
-    """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations.
-
-    With `adapter`, the image prompt's cost too (see `adapter.adapter_cost`)."""
+    """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations,
+    the image prompt's load + embedding seconds and MB; with `adapter`, its share of a job's time
+    once loaded (see `adapter.adapter_cost`)."""
     import torch
 
-    from .adapter import adapter_cost
+    from .adapter import adapter_cost, adapter_weights_mb
 
     from ..api import read_video_clip
     from ..config import load_config
@@ -57,6 +57,7 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
         result = pipe(clip.frames, style_image, "a scene, painted")
     rep = result.report
     cost = adapter_cost(runtime, config, clip.frames, style_image) if adapter else {}
+    on = rep["ip_adapter"].get("enabled", True)
     seconds = rep["seconds"]
     work = seconds["sampling"] + seconds["decode"] + seconds.get("depth", 0.0)
     return {"preset": preset, "frames": frames, "guided": guided, "size": list(clip.model_size), "steps": steps,
@@ -66,7 +67,8 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
             "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
             "torch": torch.__version__, "overrides": overrides, "ip_adapter": dict(rep["ip_adapter"], cost=cost),
-            "adapter_share": cost.get("share"), "adapter_mb": cost.get("weights_mb")}
+            "adapter_seconds": seconds.get("image_prompt"), "adapter_mb": adapter_weights_mb(runtime) if on else None,
+            "adapter_share": cost.get("share")}
 
 
 def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
