@@ -209,3 +209,28 @@ def test_cli_bad_adapter_scale_or_mode_fail_before_sampling_and_write_nothing(ad
     assert main(base + ["--ip-adapter-mode", "all", "--ip-adapter-scale", "0.5"]) == 0
     report = json.loads((out / "i.json").read_text())
     assert report["ip_adapter"]["scale"] == 0.5 and report["ip_adapter"]["mode"] == "all"
+
+
+def test_with_a_memory_config_the_encoder_leaves_after_its_one_call():
+    c = tiny_components()
+    models = ImagePromptModels(ModelConfig(preset="tiny", vae_slicing=True), c)
+    first = models.embed(STYLE)
+    assert models.encoder is None  # on a CPU: freed (on a GPU it moves to the CPU)
+    assert torch.equal(models.embed(STYLE), first) and models.encoder is None  # reloaded for the next job
+    kept = ImagePromptModels(ModelConfig(preset="tiny"), c)
+    kept.embed(STYLE)
+    assert kept.encoder is not None
+
+
+def test_scale_and_mode_are_checked_without_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom sagvideo.config import load_config\nfrom sagvideo.errors import ConfigError\n"
+            "for bad in ({'ip_adapter.scale': 2.5}, {'ip_adapter.scale': float('inf')}, {'ip_adapter.mode': 'x'}):\n"
+            "    try:\n        load_config('tiny', bad)\n    except ConfigError as e:\n        print(e)\n"
+            "print('torch' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out[-1] == "False" and len(out) == 4
+    assert "ip_adapter.scale" in out[0] and "from 0 (off) to 2" in out[0]
+    assert "ip_adapter.scale" in out[1] and "finite" in out[1] and "ip_adapter.mode" in out[2]
