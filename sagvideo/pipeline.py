@@ -159,7 +159,19 @@ class StylizePipeline:
         if depth is not None and np.asarray(depth).shape != (num, size[1], size[0]):
             raise InputError(f"depth must be (F, H, W) = {(num, size[1], size[0])}, got {np.asarray(depth).shape}.")
         check_frame_settings(self.config, num)
+        self._check_something_to_guide_by(prompt)
         return StylizeInputs(frames, size, num, style, prompt, depth)
+
+    def _check_something_to_guide_by(self, prompt: str | None) -> None:
+        """Without a prompt, a negative prompt and an image prompt, eps_c = eps_u: CFG compares nothing,
+        and the guidance step, relative to RMS(eps_c - eps_u), would be 0: refuse instead of silently not guiding."""
+        c = self.config
+        guiding = c.guidance.enabled and c.guidance.strength > 0
+        if guiding and not prompt_text(prompt) and not c.sampling.negative_prompt and c.ip_adapter.scale == 0:
+            raise InputError("there is no prompt, no negative prompt and no image prompt (ip_adapter.scale 0), so "
+                             "the conditional and unconditional predictions are the same and the style guidance, "
+                             "whose step is relative to their difference, would do nothing. To fix: give --prompt, "
+                             "or keep the image prompt on (--ip-adapter-scale 1), or use --no-guidance.")
 
     def prepare_depth(self, frames: np.ndarray, *, cache_dir: Any = None, progress: bool = False) -> np.ndarray:
         """uint8 (F, H, W, 3) -> depth (F, H, W) in [0, 1], normalised over the whole clip, cached in `cache_dir`."""

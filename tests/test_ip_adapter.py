@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from sagvideo.config import ModelConfig, load_config
 from sagvideo.defaults import GUIDANCE_METHODS
 from sagvideo.denoiser import ControlCache, DepthControlledEps
-from sagvideo.errors import ConfigError
+from sagvideo.errors import ConfigError, InputError
 from sagvideo.guidance import sag_gradient
 from sagvideo.image_prompt import ImagePrompt, ImagePromptModels
 from sagvideo.models.components import tiny_components
@@ -42,10 +42,10 @@ def offline(monkeypatch, tmp_path):
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def run(runtime=None, frames=FRAMES, depth=DEPTH, **settings):
+def run(runtime=None, frames=FRAMES, depth=DEPTH, prompt="a ball", **settings):
     config = load_config("tiny", {**FAST, **settings})
     runtime = runtime or Runtime.from_config(config)
-    return StylizePipeline(runtime, config)(frames, STYLE, None, depth=depth), runtime
+    return StylizePipeline(runtime, config)(frames, STYLE, prompt, depth=depth), runtime
 
 
 def test_scale_zero_is_the_pipeline_without_adapter_bit_for_bit_and_scale_one_changes_it():
@@ -55,6 +55,9 @@ def test_scale_zero_is_the_pipeline_without_adapter_bit_for_bit_and_scale_one_ch
     again, _ = run(runtime, **{"ip_adapter.scale": 0})  # the adapter was in this runtime's UNet
     assert np.array_equal(again.frames, off.frames)
     assert off.report["ip_adapter"]["enabled"] is False
+    with pytest.raises(InputError, match="no prompt, no negative prompt and no image prompt"):
+        run(prompt=None, **{"ip_adapter.scale": 0})  # guidance would silently do nothing
+    assert run(prompt=None)[0].report["prompt"]["text"] is None  # the image prompt is enough
     report = on.report["ip_adapter"]
     assert report["scale"] == 1 and report["mode"] == "style" and report["blocks"] == [
         "up_blocks.1.attentions.0", "up_blocks.1.attentions.1"]
@@ -226,7 +229,7 @@ def test_scale_and_mode_are_checked_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom sagvideo.config import load_config\nfrom sagvideo.errors import ConfigError\n"
+    code = ("import sys\nfrom sagvideo.config import load_config\nfrom sagvideo.errors import ConfigError, InputError\n"
             "for bad in ({'ip_adapter.scale': 2.5}, {'ip_adapter.scale': float('inf')}, {'ip_adapter.mode': 'x'}):\n"
             "    try:\n        load_config('tiny', bad)\n    except ConfigError as e:\n        print(e)\n"
             "print('torch' in sys.modules)\n")

@@ -43,7 +43,7 @@ def adapter_cost(runtime: Any, config: Any, frames: np.ndarray, style: torch.Ten
         for label, scale in (("without", 0.0), ("with", config.ip_adapter.scale)) * 2:
             job = merge(config, {"ip_adapter.scale": scale, "output.metrics": False})
             start = clock()
-            report = StylizePipeline(runtime, job)(frames, style, None).report
+            report = StylizePipeline(runtime, job)(frames, style, "a scene, painted").report
             if cuda:
                 torch.cuda.synchronize()
             seconds[label] = min(seconds[label], clock() - start)
