@@ -4,17 +4,18 @@ High-level API (paths in; results or files out):
 
     import sagvideo
     config = sagvideo.load_config("video", {"video.frames": "all"})
-    result = sagvideo.stylize_video("in.mp4", "style.png", "a dancer, oil painting", config=config)
+    result = sagvideo.stylize_video("in.mp4", "style.png", config=config)   # a prompt is optional
     report = sagvideo.stylize_to_files("in.mp4", "style.png", "a dancer, oil painting", "out.mp4", config=config)
 
-- `stylize_video(video, style, prompt, config=...)`: frames (F, H, W, 3) uint8 at the source size + report.
+- `stylize_video(video, style, prompt=None, config=...)`: frames (F, H, W, 3) uint8 at the source size + report;
+  the style image enters as an image prompt (IP-Adapter, `ip_adapter.*`) and through the guidance.
 - `stylize_to_files(video, style, prompt, output, config=...)`: writes the mp4, report, contact sheet.
 - `stylize_image(prompt, style, config=...)`: the one-frame case.
 - `load_config(files, overrides)`: defaults <- YAML configs <- overrides, validated.
 - `read_video_clip(video, config)`, `load_style_image(path)`: a clip's frames at model size and a
   style image as a tensor, the inputs of `StylizePipeline`.
 - `StylizePipeline`: the same job on arrays, stage by stage (check_inputs, prepare_depth,
-  prepare_latents, sample, decode), for library users who bring their own frames.
+  prepare_image_prompt, prepare_latents, sample, decode), for library users who bring their own frames.
 - `sag_gradient`, `sample`, `SAGParams`, `GramStyleLoss`: the model-agnostic guidance core.
 
 Importing the package is light: torch, diffusers and the rest load on first use of a name.

@@ -1,9 +1,12 @@
 """The high-level library API: paths in, results (or files) out.
 
-    stylize_video(video, style, prompt, config=...)              -> StylizeResult (frames at source size)
+    stylize_video(video, style, prompt=None, config=...)         -> StylizeResult (frames at source size)
     stylize_to_files(video, style, prompt, output, config=...)   -> report; mp4 + report + contact sheet
     stylize_image(prompt, style, config=...)                     -> StylizeResult (one image)
     stylize_image_to_file(prompt, style, output, config=...)     -> report; image + report
+
+A prompt is optional everywhere: None (or blank) leaves the text condition empty, and the style
+image alone carries the look.
 
 Each reads and checks its inputs (settings first, before any model loads), runs
 `StylizePipeline`, and hands the arrays to `outputs.py`.
@@ -23,7 +26,7 @@ from .images import load_photo, load_style_image
 from .outputs import PreviewWriter, write_image_outputs, write_video_outputs
 from .preflight import check_image_outputs, check_video_outputs
 from .checks import check_frame_settings
-from .pipeline import StepCallback, StylizePipeline, StylizeResult
+from .pipeline import StepCallback, StylizePipeline, StylizeResult, prompt_text
 from .report import Stopwatch
 from .runtime import Runtime
 from .video.depth import load_depth_dir
@@ -59,7 +62,7 @@ def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, de
     result.clip = clip
     result.report["seconds"] = {"read": clock.seconds["read"], **result.report["seconds"]}
     result.report["input"] = {
-        "video": str(clip.path.resolve()), "style": str(os.path.abspath(style)), "prompt": prompt,
+        "video": str(clip.path.resolve()), "style": str(os.path.abspath(style)), "prompt": prompt_text(prompt) or None,
         "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
         "model_size": list(clip.model_size), "has_audio": clip.has_audio,
         "rotation": clip.display.rotation if clip.display else 0,
@@ -69,7 +72,7 @@ def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, de
 
 
 def stylize_video(
-    video: str | os.PathLike, style: str | os.PathLike, prompt: str, *, config: Config | None = None,
+    video: str | os.PathLike, style: str | os.PathLike, prompt: str | None = None, *, config: Config | None = None,
     runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None, seed: int | None = None, on_step: StepCallback | None = None,
     progress: bool = False,
@@ -88,7 +91,7 @@ def stylize_video(
 
 
 def stylize_to_files(
-    video: str | os.PathLike, style: str | os.PathLike, prompt: str, output: str | os.PathLike, *,
+    video: str | os.PathLike, style: str | os.PathLike, prompt: str | None, output: str | os.PathLike, *,
     config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
     report_extra: dict[str, Any] | None = None,
@@ -127,7 +130,7 @@ def image_size(config: Config, photo: np.ndarray | None, width: int | None, heig
 
 
 def stylize_image(
-    prompt: str, style: str | os.PathLike, *, config: Config | None = None, runtime: Runtime | None = None,
+    prompt: str | None, style: str | os.PathLike, *, config: Config | None = None, runtime: Runtime | None = None,
     depth_from: str | os.PathLike | None = None, width: int | None = None, height: int | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
 ) -> StylizeResult:
@@ -151,13 +154,14 @@ def stylize_image(
     if width is not None and image.shape[1:3] != (height, width):
         image = restore_size(image, (width, height))
     result.frames = image[0]
-    result.report["input"] = {"prompt": prompt, "style": str(os.path.abspath(style)),
+    result.report["input"] = {"prompt": prompt_text(prompt) or None, "style": str(os.path.abspath(style)),
                               "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]}
     return result
 
 
 def stylize_image_to_file(
-    prompt: str, style: str | os.PathLike, output: str | os.PathLike, *, config: Config | None = None, **kwargs: Any
+    prompt: str | None, style: str | os.PathLike, output: str | os.PathLike, *, config: Config | None = None,
+    **kwargs: Any
 ) -> dict[str, Any]:
     """`stylize_image` + the image file and its report, published together; returns the report."""
     config = config or load_config("image")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .commandline import add_config_flags, config_from_flags, run_command
 from .console import configure_output
-from .defaults import GRADIENT_METHODS, SCHEMES
+from .defaults import GRADIENT_METHODS, IP_ADAPTER_MODES, SCHEMES
 from .method_registry import PIPELINE_METHODS
 from .signals import exit_now
 from .signals import install as install_signal_policy
@@ -28,7 +28,7 @@ FLAG_KEYS = {
     "guidance": "guidance.method", "gradient": "guidance.gradient", "scheme": "guidance.scheme", "n": "guidance.n",
     "passes": "guidance.passes", "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
-    "lora": "model.loras",
+    "lora": "model.loras", "ip_adapter_scale": "ip_adapter.scale", "ip_adapter_mode": "ip_adapter.mode",
 }
 
 
@@ -74,6 +74,10 @@ def _common(p: argparse.ArgumentParser, sampling: bool = True) -> None:
     p.add_argument("--lora", action="append", metavar="PATH[:SCALE]",
                    help="a LoRA (image or motion) to apply, with its scale (default 1.0); repeatable")
     p.add_argument("--no-guidance", dest="no_guidance", action="store_true", help="sample without style guidance")
+    p.add_argument("--ip-adapter-scale", dest="ip_adapter_scale", type=float, metavar="S",
+                   help="weight of the style image as an image prompt (IP-Adapter), 0 to 2 (1; 0 = off)")
+    p.add_argument("--ip-adapter-mode", dest="ip_adapter_mode", choices=IP_ADAPTER_MODES,
+                   help="where the image prompt enters: style blocks only (style, default), style+layout, or all")
     p.add_argument("--depth-model", dest="depth_model", help="midas (default), tiny, or a transformers depth model id")
 
 
@@ -99,7 +103,7 @@ def _clip_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sagvideo", description="Restyle a video to match a reference image (Symplectic Adjoint Guidance).",
-        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg --prompt 'a rabbit, oil painting' -o out.mp4\n"
+        epilog="Example: sagvideo stylize in.mp4 --style painting.jpg -o out.mp4 (add --prompt '...' to help)\n"
                "Offline smoke run: add --config tiny (random weights; checks the plumbing only).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -135,7 +139,8 @@ def _add_stylize(sub) -> None:
     )
     p.add_argument("video", type=Path, help="input video (any format ffmpeg reads)")
     p.add_argument("--style", type=Path, required=True, help="style reference image")
-    p.add_argument("--prompt", required=True, help="text prompt describing the scene")
+    p.add_argument("--prompt", help="text describing the scene (optional: the style image alone carries the look; "
+                                    "a prompt helps)")
     p.add_argument("-o", "--output", type=Path, help="output .mp4 (default: <video>_sag.mp4 beside the input)")
     p.add_argument("--depth", type=Path, metavar="DIR", help="precomputed depth maps (one image per frame)")
     p.add_argument("--gif", action="store_true", help="also write a GIF (long side at most 512 px)")
@@ -153,8 +158,8 @@ def _add_image(sub) -> None:
     p = sub.add_parser("image", help="stylize a single image (the one-frame case)",
                        description="Generate one image toward a style image with the same guided sampler "
                                    "(F = 1, no motion module); --depth-from conditions it on a photo's depth.")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--style", type=Path, required=True)
+    p.add_argument("--style", type=Path, required=True, help="style reference image")
+    p.add_argument("--prompt", help="text describing the image (optional; a prompt helps)")
     p.add_argument("--depth-from", dest="depth_from", type=Path, help="photo whose depth conditions the image")
     p.add_argument("-o", "--output", type=Path, default=Path("sag_image.png"))
     p.add_argument("--width", type=int)

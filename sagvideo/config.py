@@ -44,6 +44,8 @@ class ModelConfig:
     controlnet: str = defaults.DEFAULT_CONTROLNET
     vae: str = ""  # "" = the base model's VAE
     clip_vision: str = defaults.DEFAULT_CLIP_VISION
+    ip_adapter: str = defaults.DEFAULT_IP_ADAPTER  # SD 1.5 IP-Adapter: hub id, folder or .safetensors/.bin file
+    image_encoder: str = defaults.DEFAULT_IMAGE_ENCODER  # its CLIP vision encoder: hub id or folder
     single_file_config: str = defaults.DEFAULT_BASE  # configs for single-file checkpoints (hub id or folder)
     loras: list = field(default_factory=list)  # "PATH" or "PATH:SCALE", image or motion LoRAs
     depth: str = "midas"  # "midas" (controlnet-aux), "tiny", or a transformers depth model id
@@ -111,6 +113,14 @@ class GuidanceConfig:
 
 
 @dataclass
+class IPAdapterConfig:
+    """The image prompt: the style image fed to the UNet through IP-Adapter (`model.ip_adapter`)."""
+
+    scale: float = 1.0  # 0: off (exactly the pipeline without an adapter); at most 2
+    mode: str = "style"  # style | style+layout | all: which attention blocks receive the image
+
+
+@dataclass
 class OutputConfig:
     """What to write beside the mp4."""
 
@@ -135,7 +145,7 @@ class _ConfigBase:
 _SECTIONS = [("model", ModelConfig), ("video", VideoConfig), ("sampling", SamplingConfig),
              ("guidance", GuidanceConfig),
              *[(METHODS[name].section, METHODS[name].settings) for name in PIPELINE_METHODS if METHODS[name].section],
-             ("output", OutputConfig)]
+             ("ip_adapter", IPAdapterConfig), ("output", OutputConfig)]
 Config = dataclasses.make_dataclass("Config", [(name, kind, field(default_factory=kind)) for name, kind in _SECTIONS],
                                     bases=(_ConfigBase,))
 Config.__module__ = __name__  # pickled by batch workers: found again as sagvideo.config.Config
@@ -351,6 +361,15 @@ def _validate_sampling(s: SamplingConfig) -> None:
              f"must be one of {', '.join(TIMESTEP_SPACINGS)}, got {s.timestep_spacing!r}.")
 
 
+def _validate_ip_adapter(ip: IPAdapterConfig) -> None:
+    _require(0 <= ip.scale <= defaults.IP_ADAPTER_MAX_SCALE, "ip_adapter.scale",
+             f"must be a number from 0 (off) to {defaults.IP_ADAPTER_MAX_SCALE:g}, got {ip.scale:g}. "
+             f"To fix: use e.g. --ip-adapter-scale 1 (or 0 to turn the image prompt off).")
+    _require(ip.mode in defaults.IP_ADAPTER_MODES, "ip_adapter.mode",
+             f"must be one of {', '.join(defaults.IP_ADAPTER_MODES)}, got {ip.mode!r}. "
+             f"To fix: use e.g. --ip-adapter-mode style.")
+
+
 def validate(config: Config) -> None:
     """Range checks that types alone do not catch: every number is bounded before anything runs."""
     v, s, g, m = config.video, config.sampling, config.guidance, config.model
@@ -376,5 +395,6 @@ def validate(config: Config) -> None:
              f"and guidance.end must satisfy 0 <= start <= end <= 1, got {g.start}, {g.end}.")
     _in_range(g.layer, 1, 64, "guidance.layer")
     _in_range(g.decode_chunk, 1, 1024, "guidance.decode_chunk")
+    _validate_ip_adapter(config.ip_adapter)
     _in_range(config.output.crf, 0, 51, "output.crf")
     _in_range(config.output.preview, 0, 1000, "output.preview")

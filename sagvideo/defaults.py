@@ -18,6 +18,15 @@ DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_MOTION_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 DEFAULT_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"
 DEFAULT_CLIP_VISION = "openai/clip-vit-base-patch32"
+# IP-Adapter (image prompt) for SD 1.5 and the CLIP ViT-H/14 image encoder it was trained with,
+# both in h94/IP-Adapter: the weight file and the encoder's subfolder inside that repo.
+DEFAULT_IP_ADAPTER = "h94/IP-Adapter"
+IP_ADAPTER_WEIGHT = "models/ip-adapter_sd15.safetensors"
+DEFAULT_IMAGE_ENCODER = "h94/IP-Adapter"
+IMAGE_ENCODER_SUBFOLDER = "models/image_encoder"
+# Where the image prompt enters the UNet (models/ip_adapter.py maps each to attention blocks).
+IP_ADAPTER_MODES = ("style", "style+layout", "all")
+IP_ADAPTER_MAX_SCALE = 2.0
 
 # Noise schedules (diffusers scheduler settings). The motion adapters were trained with the
 # AnimateDiff recipe (SD 1.5 images use SD 1.5's own: configs/image.yaml).

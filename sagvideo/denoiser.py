@@ -68,8 +68,10 @@ class DepthControlledEps:
     """eps(x, t) for latents x of shape (1, C, F, h, w); F = 1 is the image case.
 
     text: (2, L, D) embeddings, unconditional first. control: a `ControlCache` or None (no
-    ControlNet). `predict` also takes several windows stacked along the batch (see
-    `guidance.windows.WindowedEps`). `on_call(windows, with_graph)` is told of every call.
+    ControlNet). image_embeds: (2, 1, E) IP-Adapter image embeddings, unconditional (zeros) first,
+    or None (no image prompt; the adapter must then not be attached). `predict` also takes several
+    windows stacked along the batch (see `guidance.windows.WindowedEps`). `on_call(windows,
+    with_graph)` is told of every call.
     """
 
     def __init__(
@@ -82,8 +84,10 @@ class DepthControlledEps:
         controlnet_scale: float = 1.0,
         branches: tuple[int, ...] = (0, 1),
         on_call: Callable[[int, bool], None] | None = None,
+        image_embeds: Tensor | None = None,
     ):
         self.c = components
+        self.image_embeds = image_embeds
         self.text = text
         self.control = control
         self.cfg_scale = cfg_scale
@@ -94,7 +98,7 @@ class DepthControlledEps:
     def conditional_only(self) -> "DepthControlledEps":
         """The same model on the conditional prompt alone (half the batch): for guidance gradients."""
         return DepthControlledEps(self.c, self.text, self.control, cfg_scale=1.0, controlnet_scale=self.controlnet_scale,
-                                  branches=(1,), on_call=self.on_call)
+                                  branches=(1,), on_call=self.on_call, image_embeds=self.image_embeds)
 
     def _residuals(self, flat: Tensor, t: int, text: Tensor, spans: Sequence[Span]) -> dict:
         if self.control is None:
@@ -117,9 +121,18 @@ class DepthControlledEps:
         if self.on_call is not None:
             self.on_call(len(spans), torch.is_grad_enabled() and x.requires_grad)
         if whole_clip:
-            return c.unet_motion(sample, t, encoder_hidden_states=per_frame_text, **residuals).sample
-        out = c.unet2d(flat, t, encoder_hidden_states=per_frame_text, **residuals).sample
+            image = self._image_condition(x.shape[0])  # the motion UNet repeats it per frame
+            return c.unet_motion(sample, t, encoder_hidden_states=per_frame_text, **residuals, **image).sample
+        image = self._image_condition(x.shape[0] * frames)
+        out = c.unet2d(flat, t, encoder_hidden_states=per_frame_text, **residuals, **image).sample
         return from_frames(out, sample)
+
+    def _image_condition(self, per_branch: int) -> dict:
+        """The UNet's `added_cond_kwargs` with the image prompt, (branches * per_branch, 1, E) branch-major."""
+        if self.image_embeds is None:
+            return {}
+        embeds = self.image_embeds[list(self.branches)].to(self.c.dtype).repeat_interleave(per_branch, dim=0)
+        return {"added_cond_kwargs": {"image_embeds": [embeds]}}
 
     def predict(self, x: Tensor, t: int, spans: Sequence[Span]) -> tuple[Tensor, Tensor]:
         """(CFG eps, eps_c - eps_u) for K windows x (K, C, L, h, w) covering the clip frames `spans`."""

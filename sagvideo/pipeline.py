@@ -3,8 +3,10 @@
     pipe = StylizePipeline.from_config(config)
     inputs = pipe.check_inputs(frames, style, prompt)      # uint8 (F, H, W, 3) at model size
     depth = pipe.prepare_depth(inputs.frames)              # (F, H, W) in [0, 1], clip-normalised
+    image_prompt = pipe.prepare_image_prompt(inputs.style)  # IP-Adapter image embedding (None at scale 0)
     latents = pipe.prepare_latents(inputs.num_frames, inputs.size, seed=0)   # (1, 4, F, H/8, W/8)
-    sampled = pipe.sample(latents, depth, inputs.style, prompt, seed=0)     # SAG on the guided steps
+    sampled = pipe.sample(latents, depth, inputs.style, prompt, seed=0,      # SAG on the guided steps
+                          image_prompt=image_prompt)
     frames = pipe.decode(sampled.latents)                  # uint8 (F, H, W, 3)
 
 or all of it with `pipe(frames, style, prompt)`. Files stay outside: `api.py` reads inputs and
@@ -14,6 +16,7 @@ writes outputs. An image is the same call with F = 1 (no motion module). Clips l
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from .guidance import (
     ddim_timesteps, sample,
 )
 from .guidance.ddim import estimate_grid
+from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
 from .method_registry import METHODS
 from .models.components import Components, alphas_cumprod_from_config
@@ -51,7 +55,7 @@ class StylizeInputs:
     size: tuple[int, int]
     num_frames: int
     style: torch.Tensor
-    prompt: str
+    prompt: str | None
     depth: np.ndarray | None = None
 
 
@@ -87,6 +91,21 @@ def sag_params(config: Config) -> SAGParams:
                      adaptive_n=g.adaptive_n, passes=g.passes, gradient=g.gradient, scheme=g.scheme)
 
 
+def prompt_text(prompt: str | None) -> str:
+    """The text the conditional branch reads: the prompt, or "" when there is none (None or blank)."""
+    return prompt.strip() if prompt is not None else ""
+
+
+def describe_prompt(prompt: str | None, negative_prompt: str) -> dict[str, Any]:
+    """The report's `prompt` entry: the text used, or that there was none and what CFG then compares."""
+    text = prompt_text(prompt)
+    if text:
+        return {"text": text, "negative": negative_prompt}
+    return {"text": None, "negative": negative_prompt,
+            "note": "no prompt: the text condition is empty and classifier-free guidance compares it against "
+                    "the negative prompt" + (" (also empty)" if not negative_prompt else "")}
+
+
 COND_ONLY_NOTE = ("guidance.cond_only: the gradient is taken through the conditional prediction alone, so the "
                   "clean estimate the style loss sees follows the conditional ODE, not the CFG one")
 
@@ -106,7 +125,7 @@ class StylizePipeline:
     def __init__(self, runtime: Runtime, config: Config):
         self.runtime = runtime
         self.config = config
-        self._checked: tuple[str, int] | None = None  # (prompt, frames) that passed check_models
+        self._checked: tuple[str | None, int] | None = None  # (prompt, frames) that passed check_models
 
     @classmethod
     def from_config(cls, config: Config, *, video: bool = True, device: str | torch.device | None = None
@@ -119,9 +138,12 @@ class StylizePipeline:
 
     # ------------------------------------------------------------------ stages
 
-    def check_inputs(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+    def check_inputs(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str | None, *,
                      depth: np.ndarray | None = None, size: tuple[int, int] | None = None) -> StylizeInputs:
-        """Validate arrays and settings before any model work. `size` (W, H) is needed without frames."""
+        """Validate arrays and settings before any model work. `size` (W, H) is needed without frames;
+        `prompt` None (or blank) means no text prompt."""
+        if prompt is not None and not isinstance(prompt, str):
+            raise InputError(f"prompt must be text or None (no prompt), got {type(prompt).__name__}.")
         if frames is not None:
             frames = np.asarray(frames)
             if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
@@ -137,7 +159,19 @@ class StylizePipeline:
         if depth is not None and np.asarray(depth).shape != (num, size[1], size[0]):
             raise InputError(f"depth must be (F, H, W) = {(num, size[1], size[0])}, got {np.asarray(depth).shape}.")
         check_frame_settings(self.config, num)
+        self._check_something_to_guide_by(prompt)
         return StylizeInputs(frames, size, num, style, prompt, depth)
+
+    def _check_something_to_guide_by(self, prompt: str | None) -> None:
+        """Without a prompt, a negative prompt and an image prompt, eps_c = eps_u: CFG compares nothing,
+        and the guidance step, relative to RMS(eps_c - eps_u), would be 0: refuse instead of silently not guiding."""
+        c = self.config
+        guiding = c.guidance.enabled and c.guidance.strength > 0
+        if guiding and not prompt_text(prompt) and not c.sampling.negative_prompt and c.ip_adapter.scale == 0:
+            raise InputError("there is no prompt, no negative prompt and no image prompt (ip_adapter.scale 0), so "
+                             "the conditional and unconditional predictions are the same and the style guidance, "
+                             "whose step is relative to their difference, would do nothing. To fix: give --prompt, "
+                             "or keep the image prompt on (--ip-adapter-scale 1), or use --no-guidance.")
 
     def prepare_depth(self, frames: np.ndarray, *, cache_dir: Any = None, progress: bool = False) -> np.ndarray:
         """uint8 (F, H, W, 3) -> depth (F, H, W) in [0, 1], normalised over the whole clip, cached in `cache_dir`."""
@@ -182,10 +216,21 @@ class StylizePipeline:
         v = self.config.video
         return context_windows(num_frames, v.window if num_frames > 1 else 0, v.overlap)
 
-    def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str, *,
-               seed: int, on_step: StepCallback | None = None, progress: bool = False) -> Sampled:
-        """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W)."""
+    def prepare_image_prompt(self, style: torch.Tensor) -> ImagePrompt | None:
+        """The style image (3, H, W) through the IP-Adapter's image encoder, once per job; None at scale 0."""
+        ip = self.config.ip_adapter
+        if ip.scale == 0:
+            return None
+        return ImagePrompt.from_style(self.runtime.image_prompt_models(), style, scale=ip.scale, mode=ip.mode)
+
+    def sample(self, latents: torch.Tensor, depth: np.ndarray | None, style: torch.Tensor, prompt: str | None, *,
+               seed: int, on_step: StepCallback | None = None, progress: bool = False,
+               image_prompt: ImagePrompt | None = None) -> Sampled:
+        """Guided DDIM from `latents` (1, C, F, h, w) to clean latents, conditioned on `depth` (F, H, W).
+
+        `image_prompt` from `prepare_image_prompt` (made here when not given and ip_adapter.scale > 0)."""
         c, s, g = self.components, self.config.sampling, self.config.guidance
+        image_prompt = image_prompt or self.prepare_image_prompt(style)
         self.check_models(prompt, latents.shape[2])
         alphas, timesteps = self.schedule()
         windows = self.windows(latents.shape[2])
@@ -199,10 +244,10 @@ class StylizePipeline:
         shares_first = len(windows) == 1 and not g.cond_only  # the prediction at x_t starts the estimate
         plan = method.step_plan(steps, guided, params.passes, getattr(self.config, g.method, None), shares_first)
         bar = SamplingProgress([units * len(windows) for units in plan], steps, len(windows), enabled=progress)
-        text = c.encode_prompt([s.negative_prompt, prompt])
+        text = c.encode_prompt([s.negative_prompt, prompt_text(prompt)])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
-                                 on_call=bar.on_call)
+                                 on_call=bar.on_call, image_embeds=image_prompt.embeds if image_prompt else None)
         eps_fn, grad_fn = self._windowed(eps, windows), self._windowed(eps.conditional_only(), windows) if g.cond_only else None
         records: list[dict[str, Any]] = []
 
@@ -214,7 +259,8 @@ class StylizePipeline:
             return None if on_step is None else on_step(i, t, x, x0_hat, loss)
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
-        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing):
+        adapter = image_prompt.attached(c) if image_prompt else contextlib.nullcontext()
+        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing), adapter:
             result = self._sampler(loss_fn)(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
                                             generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
         return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts())
@@ -223,7 +269,7 @@ class StylizePipeline:
         """Clean latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3) at model size."""
         return decode_latents(self.components, latents, self.config.guidance.decode_chunk)
 
-    def __call__(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str, *,
+    def __call__(self, frames: np.ndarray | None, style: torch.Tensor, prompt: str | None = None, *,
                  depth: np.ndarray | None = None, size: tuple[int, int] | None = None, seed: int | None = None,
                  cache_dir: Any = None, on_step: StepCallback | None = None, progress: bool = False,
                  kind: str = "video") -> StylizeResult:
@@ -235,13 +281,15 @@ class StylizePipeline:
         with clock.stage("load_models"):
             components = self.components
         self.check_models(prompt, inputs.num_frames)  # before depth: a bad setting costs nothing
+        with clock.stage("image_prompt"):  # loads and checks the adapter: a bad file also costs nothing
+            image_prompt = self.prepare_image_prompt(inputs.style)
         with clock.stage("depth"):
             if inputs.depth is None and inputs.frames is not None:
                 inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
         latents = self.prepare_latents(inputs.num_frames, inputs.size, seed, inputs.frames)
         with clock.stage("sampling"):
             sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
-                                  progress=progress)
+                                  progress=progress, image_prompt=image_prompt)
         with clock.stage("decode"):
             out = self.decode(sampled.latents)
         with clock.stage("metrics"):
@@ -249,7 +297,9 @@ class StylizePipeline:
         report = base_report(self.config, components, seed, kind)
         report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
-                      seconds=clock.seconds, peak_memory=peak_memory_mb(components.device))
+                      seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),
+                      prompt=describe_prompt(prompt, self.config.sampling.negative_prompt),
+                      ip_adapter=image_prompt.report if image_prompt else off_report(self.config))
         if self.config.sampling.denoise < 1:
             report["denoise"] = {"fraction": self.config.sampling.denoise, "steps_run": len(sampled.timesteps),
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
@@ -312,7 +362,7 @@ class StylizePipeline:
         return {"count": len(windows), "size": windows.spans[0][1] - windows.spans[0][0], "overlap": v.overlap,
                 "batch": v.window_batch, "noise": v.noise, "spans": [list(span) for span in windows.spans]}
 
-    def check_models(self, prompt: str, num_frames: int) -> None:
+    def check_models(self, prompt: str | None, num_frames: int) -> None:
         """Settings that depend on the loaded models: the CLIP block, the motion limit, the prompt length.
 
         `__call__` runs it before depth; `sample` runs it too (once per prompt and length)."""
@@ -329,7 +379,7 @@ class StylizePipeline:
             if window.spans[0][1] - window.spans[0][0] > limit:
                 raise ConfigError(f"config key 'video.window' asks for more frames at once than the motion module "
                                   f"holds ({limit}). To fix: use video.window={min(16, limit)}.")
-        tokens = len(c.tokenizer(prompt, verbose=False).input_ids)
+        tokens = len(c.tokenizer(prompt_text(prompt), verbose=False).input_ids)
         if tokens > c.tokenizer.model_max_length and c.preset != "tiny":  # tiny: byte tokens
             warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
                           f"{c.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)

@@ -39,6 +39,7 @@ class Runtime:
                               f"set model.cpu_offload: false, or run on a GPU (model.device: cuda).")
         self._components = components
         self._depth: Any = None
+        self._image_prompt: Any = None
 
     @classmethod
     def from_config(cls, config: Config, video: bool = True, device: str | torch.device | None = None) -> "Runtime":
@@ -89,6 +90,15 @@ class Runtime:
                 module.compile()  # in place; the first call of each shape compiles
             components.levers.append("compile")
         return components
+
+    def image_prompt_models(self) -> Any:
+        """The IP-Adapter layers and image encoder (`model.ip_adapter`, `model.image_encoder`), loaded on
+        first use (an `image_prompt.ImagePromptModels`)."""
+        if self._image_prompt is None:
+            from .image_prompt import ImagePromptModels
+
+            self._image_prompt = ImagePromptModels(self.model, self.components)
+        return self._image_prompt
 
     def depth_estimator(self) -> Any:
         """The `model.depth` estimator (a `DepthEstimator`), loaded on first use."""

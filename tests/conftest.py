@@ -15,3 +15,14 @@ from _fixtures import require_fixture
 def fixtures() -> Path:
     """../shared/fixtures (real clip + paintings); see _fixtures.py for when it is absent."""
     return require_fixture("bigbuckbunny.mp4").parent
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks gain nothing from threads, and spin-waiting threads stall when other work shares the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -137,11 +137,12 @@ def test_csv_jobs_with_config_columns_and_line_numbers(tmp_path):
     with pytest.raises(JobFileError) as info:
         load_jobs(tmp_path / "jobs.csv", tiny_config())
     problems = info.value.problems
-    assert len(problems) == 2
-    assert problems[0].startswith("jobs.csv line 4 (job 2): missing 'prompt'")  # row 1 spans lines 2-3
-    assert problems[1].startswith("jobs.csv line 5 (job 3)") and "video.start" in problems[1]
-    # --prompt fills the missing prompt; the bad value is fixed in the file.
+    assert len(problems) == 1  # an empty prompt is no prompt, not a problem
+    assert problems[0].startswith("jobs.csv line 5 (job 3)") and "video.start" in problems[0]  # row 1: lines 2-3
     (tmp_path / "jobs.csv").write_text((tmp_path / "jobs.csv").read_text().replace(",nope", ",7"))
+    jobs = load_jobs(tmp_path / "jobs.csv", tiny_config())
+    assert [j.prompt for j in jobs] == ["a rabbit,\nin two lines", None, "a ship"]
+    # --prompt fills the missing prompt
     jobs = load_jobs(tmp_path / "jobs.csv", tiny_config(), prompt="from the flag")
     assert [(j.id, j.prompt, j.config.video.start) for j in jobs] == [
         ("r1", "a rabbit,\nin two lines", 5), ("r2", "from the flag", 0), ("r3", "a ship", 7)]
@@ -182,11 +183,10 @@ jobs:
     err = capsys.readouterr().err
     assert code == 2
     assert not outdir.exists()  # nothing created, nothing loaded
-    assert "7 problems; no job was run" in err
+    assert "6 problems; no job was run" in err
     for fragment in [
         "bad.yaml line 7 (job 2): video file not found",
         "bad.yaml line 9 (job 3): unknown key 'promt' (did you mean 'prompt'?)",
-        "bad.yaml line 9 (job 3): missing 'prompt'",
         "bad.yaml line 12 (job 4): unknown config key 'guidance.nn' (did you mean 'guidance.n'?)",
         "bad.yaml line 16 (job 5): '",  # text.mp4: cannot be read as a video
         "bad.yaml line 4 (job 1), bad.yaml line 18 (job 6): duplicate id 'clip'",

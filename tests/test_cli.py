@@ -1,5 +1,6 @@
 """The command line: each bad input gives a clear message, exit code 2, and no output file."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -124,6 +125,21 @@ def test_size_not_multiple_of_8_is_fixed(capsys, tmp_path, clip, style):
     import json
 
     assert json.loads(out.with_suffix(".json").read_text())["input"]["model_size"] == [112, 64]
+
+
+def test_no_prompt_runs_end_to_end_video_and_image(capsys, tmp_path, clip, style):
+    """The README's one-line command: a style image is enough; the report says there was no prompt."""
+    out = tmp_path / "v.mp4"
+    code, text = run(capsys, "stylize", clip, "--style", style, "-o", out, *FAST)
+    assert code == 0, text
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["input"]["prompt"] is None and report["prompt"]["text"] is None
+    assert "no prompt" in report["prompt"]["note"] and probe_video(out).frame_count == 2
+    image = tmp_path / "i.png"
+    code, text = run(capsys, "image", "--style", style, "-o", image, "--config", "tiny", "--steps", "2", "--quiet")
+    assert code == 0, text
+    report = json.loads(image.with_suffix(".json").read_text())
+    assert report["input"]["prompt"] is None and "no prompt" in report["prompt"]["note"]
 
 
 def test_image_and_depth_commands(capsys, tmp_path, style, clip, fixtures):

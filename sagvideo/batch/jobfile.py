@@ -90,7 +90,7 @@ def _read_yaml(text: str, path: Path) -> RawJobFile:
         data = data.get("jobs")
     if data is None:
         raw.problems.append((None, "the file lists no jobs. To fix: write a list of jobs, each with "
-                             "video, style and prompt (or a 'jobs:' list)."))
+                             "video and style (optional: prompt), or a 'jobs:' list."))
         return raw
     if not isinstance(data, list):
         raw.problems.append((_line(jobs_node), f"the jobs must be a YAML list ('- video: ...' items), "

@@ -1,7 +1,8 @@
 """Jobs of a batch: read a job file (or a folder of videos), validate all of it, resolve each job.
 
-A job is `video`, `style`, `prompt`, optional `id` and optional `config` overrides (dotted
-`guidance.n: 2` or nested `guidance: {n: 2}`); relative paths start at the job file's folder.
+A job is `video`, `style`, optional `prompt` (none: the style image alone), optional `id` and
+optional `config` overrides (dotted `guidance.n: 2` or nested `guidance: {n: 2}`); relative
+paths start at the job file's folder.
 The more specific setting wins: for style and prompt, the job's own value, then the file's
 `defaults`, then `--style`/`--prompt`; for config, the job's `config` over `defaults.config`
 over the base config of `--config/--set`.
@@ -48,7 +49,7 @@ class BatchJob:
     id: str
     video: Path
     style: Path
-    prompt: str
+    prompt: str | None  # None: no text prompt (the style image alone)
     config: Config
     seed: int
     overrides: dict[str, Any] = field(default_factory=dict)  # flat dotted keys: defaults + job
@@ -177,8 +178,8 @@ def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], fi
     where = _where(label, entry)
     data = entry.data
     if not isinstance(data, Mapping):
-        problems.append(f"{where}: a job must be a mapping with the keys video, style, prompt "
-                        f"(optional: id, config), got {type(data).__name__} {data!r}.")
+        problems.append(f"{where}: a job must be a mapping with the keys video, style "
+                        f"(optional: prompt, id, config), got {type(data).__name__} {data!r}.")
         return None
     draft = _Draft(where)
     _check_fields(draft, data, base, [data, file_defaults, fallback], problems)
@@ -211,13 +212,10 @@ def _check_fields(draft: _Draft, data: Mapping[str, Any], base: Path, sources: l
     else:
         draft.style = _path(style, base, "style", where, problems)
     prompt = pick("prompt")
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip()):
-        problems.append(f"{where}: missing 'prompt'. To fix: add 'prompt: \"...\"' to the job, "
-                        f"under 'defaults', or pass --prompt.")
-    elif not isinstance(prompt, str):
+    if prompt is not None and not isinstance(prompt, str):
         problems.append(f"{where}: 'prompt' must be text, got {prompt!r}. To fix: quote it.")
-    else:
-        draft.prompt = prompt.strip()
+    elif prompt is not None and prompt.strip():
+        draft.prompt = prompt.strip()  # else no prompt: the style image alone
     if data.get("id") is not None:
         job_id = str(data["id"]) if isinstance(data["id"], (str, int)) and not isinstance(data["id"], bool) else None
         if job_id is None or not _ID_PATTERN.match(job_id):

@@ -14,7 +14,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
-                 "peak_mem_mb", "guided_over_unguided"],
+                 "peak_mem_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb", "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
                 "peak_mem_mb", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
@@ -73,6 +73,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4], help="decode: frames per decode chunk")
     p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"], help="pipeline: model sizes (default tiny)")
     p.add_argument("--ratio", action="store_true", help="pipeline: also run unguided, report guided/unguided time")
+    p.add_argument("--adapter-cost", dest="adapter_cost", action="store_true",
+                   help="pipeline: also time each row without the image prompt, report its share and MB")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")
     p.add_argument("--json", help="write the rows here")
     p.set_defaults(handler=run_bench)

@@ -30,9 +30,13 @@ def _runtime(preset: str, config: Any, device: str):
 
 
 def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px: int, device: str,
-                     video: str, style: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations."""
+                     video: str, style: str, overrides: dict[str, Any], adapter: bool = False) -> dict[str, Any]:
+    """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations,
+    the image prompt's load + embedding seconds and MB; with `adapter`, its share of a job's time
+    once loaded (see `adapter.adapter_cost`)."""
     import torch
+
+    from .adapter import adapter_cost, adapter_weights_mb
 
     from ..api import read_video_clip
     from ..config import load_config
@@ -48,9 +52,12 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
     clip = read_video_clip(video, config)
     pipe = StylizePipeline(runtime, config)
     dev = runtime.components.device
+    style_image = load_style_image(style)
     with PeakMemory(dev) as mem:
-        result = pipe(clip.frames, load_style_image(style), "a scene, painted")
+        result = pipe(clip.frames, style_image, "a scene, painted")
     rep = result.report
+    cost = adapter_cost(runtime, config, clip.frames, style_image) if adapter else {}
+    on = rep["ip_adapter"].get("enabled", True)
     seconds = rep["seconds"]
     work = seconds["sampling"] + seconds["decode"] + seconds.get("depth", 0.0)
     return {"preset": preset, "frames": frames, "guided": guided, "size": list(clip.model_size), "steps": steps,
@@ -59,7 +66,9 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
             "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
             "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
-            "torch": torch.__version__, "overrides": overrides}
+            "torch": torch.__version__, "overrides": overrides, "ip_adapter": dict(rep["ip_adapter"], cost=cost),
+            "adapter_seconds": seconds.get("image_prompt"), "adapter_mb": adapter_weights_mb(runtime) if on else None,
+            "adapter_share": cost.get("share")}
 
 
 def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -75,7 +84,7 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
                 rows.append(run_child("pipeline", {
                     "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
                     "size_px": args.size_px, "device": args.device, "video": args.video, "style": args.style,
-                    "overrides": overrides}))
+                    "overrides": overrides, "adapter": args.adapter_cost}))
     for row in rows:
         twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
                      and not r["guided"]), None)

@@ -257,3 +257,22 @@ def motion_frame_limit(preset: str, motion_adapter: str) -> int:
                                                                            defaults.MOTION_FRAME_LIMIT))
     except (OSError, ValueError):
         return defaults.MOTION_FRAME_LIMIT
+
+
+# ---------------------------------------------------------------- IP-Adapter image encoder
+
+
+def image_encoder_config(preset: str = "tiny") -> dict[str, Any]:
+    """Keyword arguments for the IP-Adapter's `CLIPVisionConfig` (a `CLIPVisionModelWithProjection`).
+
+    "sd15": CLIP ViT-H/14 as in h94/IP-Adapter models/image_encoder (width 1280, 32 layers,
+    224x224, patch 14, image embeddings of 1024). "tiny": the tiny CLIP vision sizes, image
+    embeddings of 32.
+    """
+    if preset == "sd15":
+        return {"hidden_size": 1280, "intermediate_size": 5120, "num_hidden_layers": 32,
+                "num_attention_heads": 16, "image_size": 224, "patch_size": 14,
+                "projection_dim": 1024, "hidden_act": "gelu"}
+    if preset == "tiny":
+        return clip_vision_config("tiny")
+    raise ConfigError(f"unknown preset {preset!r}; use 'sd15' or 'tiny'")
