@@ -31,7 +31,7 @@ def test_the_sampling_bar_ends_exactly_at_its_total(runtime, monkeypatch, overri
             bars.append(self)
 
     monkeypatch.setattr(pipeline_module, "SamplingProgress", Recording)
-    config = load_config("tiny", {"sampling.steps": 3, "guidance.repeats": 1, "output.metrics": False, **overrides})
+    config = load_config("tiny", {"sampling.steps": 3, "guidance.passes": 1, "output.metrics": False, **overrides})
     pipe = StylizePipeline(runtime, config)
     frames = np.random.default_rng(0).integers(0, 255, (3, 16, 16, 3), dtype=np.uint8)
     pipe(frames, torch.rand(3, 64, 64), "x", progress=True)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from sagvideo.config import ModelConfig, load_config
-from sagvideo.defaults import GUIDANCE_METHODS
+from sagvideo.method_registry import PIPELINE_METHODS as GUIDANCE_METHODS
 from sagvideo.denoiser import ControlCache, DepthControlledEps
 from sagvideo.errors import ConfigError, InputError
 from sagvideo.guidance import sag_gradient
@@ -26,7 +26,7 @@ from sagvideo.video.depth import depth_to_control_image
 FRAMES = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
 DEPTH = np.linspace(0, 1, 2 * 64 * 64, dtype=np.float32).reshape(2, 64, 64)
 STYLE = torch.rand(3, 40, 56, generator=torch.Generator().manual_seed(1))
-FAST = {"video.frames": 2, "sampling.steps": 3, "guidance.n": 1, "guidance.repeats": 1, "output.metrics": False}
+FAST = {"video.frames": 2, "sampling.steps": 3, "guidance.n": 1, "guidance.passes": 1, "output.metrics": False}
 
 
 @pytest.fixture(autouse=True)
