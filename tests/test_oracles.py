@@ -21,7 +21,7 @@ from sagvideo.config import load_config
 from sagvideo.guidance import SAGParams, clean_estimate, ddim_step, ddim_timesteps, guided_step, predict_x0, sample
 from sagvideo.guidance.methods import ClassifierLoss, sample_gfcg
 from sagvideo.method_registry import METHODS
-from sagvideo.method_settings import CGSettings, DOODLSettings, MPGDSettings, UGSettings
+from sagvideo.method_registry import CGSettings, DOODLSettings, MPGDSettings, UGSettings
 
 
 def schedules():
