@@ -19,7 +19,7 @@ from sagvideo.guidance.methods import (
     ClassifierLoss, backward_guidance, chain_gradient, chain_grid, sample_cg, sample_freedom, sample_gfcg,
     sample_mpgd,
 )
-from sagvideo.method_settings import DOODLSettings, MPGDSettings, UGSettings
+from sagvideo.method_registry import DOODLSettings, MPGDSettings, UGSettings
 
 STEPS = ddim_timesteps(1000, 6)
 # cheap settings; MPGD at SAG's step size (its official 75 x overshoots the toy network)

@@ -241,7 +241,7 @@ def check_inputs(x_T: Any, alphas_cumprod: Any, timesteps: Any, settings: Any, s
         raise TypeError(f"loss_fn must be callable as loss_fn(x0_hat) -> scalar, got {type(loss_fn).__name__}.")
     settings = settings_class() if settings is None else settings
     if not isinstance(settings, settings_class):
-        raise TypeError(f"settings must be a {settings_class.__name__} (sagvideo.method_settings), "
+        raise TypeError(f"settings must be a {settings_class.__name__} (sagvideo.method_registry), "
                         f"got {type(settings).__name__}.")
     settings.check()
     return settings

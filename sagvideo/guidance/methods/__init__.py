@@ -5,7 +5,7 @@
 
 `eps_fn`, `params` (`SAGParams`: strength, start/end, passes, n, gradient, scheme), the callbacks
 and the returned `SampleResult` mean what they mean in `sagvideo.guidance.sample`; `settings` is
-the method's own dataclass from `sagvideo.method_settings` (None: the papers' defaults). Which
+the method's own dataclass from `sagvideo.method_registry` (None: the papers' defaults). Which
 methods exist, their defaults and costs: `sagvideo.method_registry.METHODS` (`gfcg` has its own
 signature, see gfcg.py).
 """

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from ...method_settings import CGSettings
+from ...method_registry import CGSettings
 from ..adjoint import gradient
 from ..ddim import ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from dataclasses import dataclass, field
 
-from ...method_settings import DOODLSettings
+from ...method_registry import DOODLSettings
 from ..adjoint import direct_gradient, symplectic_gradient
 from ..ddim import EstimateGrid, alpha_at, noise_like
 from ..evals import CheckedEps, FiniteGuard, GradientCost

@@ -14,7 +14,7 @@ import dataclasses
 import torch
 from torch import Tensor
 
-from ...method_settings import FreeDoMSettings
+from ...method_registry import FreeDoMSettings
 from ..loop import RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs
 from ..protocols import EpsFn, LossFn
 from .sag import sample

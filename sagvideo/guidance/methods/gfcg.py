@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...method_settings import GFCGSettings
+from ...method_registry import GFCGSettings
 from ..ddim import ddim_step, predict_x0
 from ..loop import (
     GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs, run_loop,

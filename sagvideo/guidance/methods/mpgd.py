@@ -7,7 +7,7 @@ Per guided pass, with one graph-free evaluation and no backprop through the netw
     x_{t-1} = sqrt(a_{t-1}) x0' + sqrt(1 - a_{t-1}) eps      (DDIM, eta = 0)
 
 with `c_t = scale * strength * RMS(eps_c - eps_u) / RMS(dE/dx0)`, the normalisation of the
-official Stable Diffusion style code (method_settings.MPGDSettings says how its rho = 15 maps
+official Stable Diffusion style code (method_registry.MPGDSettings says how its rho = 15 maps
 onto `scale`). `params.passes` per guided step (default 1), re-noised in between.
 Costs per pass: one network evaluation without a graph, zero VJPs, one loss gradient.
 Shapes: x (any, e.g. (B, C, F, h, w)).
@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor
 
-from ...method_settings import MPGDSettings
+from ...method_registry import MPGDSettings
 from ..adjoint import loss_and_lambda
 from ..ddim import predict_x0
 from ..evals import FiniteGuard, GradientCost

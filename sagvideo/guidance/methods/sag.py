@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...method_settings import SAGSettings
+from ...method_registry import SAGSettings
 from ..adjoint import gradient
 from ..ddim import alpha_at, ddim_step, estimate_grid
 from ..evals import CheckedEps, FiniteGuard, GradientCost

@@ -6,7 +6,7 @@ Per guided step, k = `params.passes` passes (self-recurrence; default 6), each:
    one-step estimate `x0_hat = (x_t - sqrt(1 - a_t) eps) / sqrt(a_t)` and, as in the official
    code, `s(t) = s sqrt(1 - a_t)`. The paper's s is in its loss's units; here the term is
    normalised like SAG's step: it moves x_{t-1} by `forward_scale sqrt(1 - a_t) rho g`, with
-   `rho = strength RMS(eps_c - eps_u) / RMS(g)` (method_settings.UGSettings);
+   `rho = strength RMS(eps_c - eps_u) / RMS(g)` (method_registry.UGSettings);
 2. backward guidance (their eq. 8-9): m = `backward_steps` Adam steps (lr `backward_lr`, the
    official code's optimiser) on `Delta` minimising `E(x0_hat + Delta)`, x0_hat taken from
    eps_hat, then `eps_hat -= sqrt(a_t / (1 - a_t)) Delta`, which moves the clean estimate by
@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-from ...method_settings import UGSettings
+from ...method_registry import UGSettings
 from ..adjoint import gradient, loss_and_lambda
 from ..ddim import ddim_coefficients, ddim_step, predict_x0
 from ..evals import CheckedEps, FiniteGuard, GradientCost
