@@ -74,7 +74,7 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
             for guided in ([True, False] if args.ratio else [True]):
                 rows.append(run_child("pipeline", {
                     "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
-                    "size_px": args.size_px, "device": args.device, "video": args.video, "style": args.style,
+                    "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
                     "overrides": overrides}))
     for row in rows:
         twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
