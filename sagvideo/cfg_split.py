@@ -28,10 +28,10 @@ from .denoiser import DepthControlledEps
 
 Span = tuple[int, int]
 
-# Bytes a VJP keeps saved per CFG branch, frame and latent cell with every block checkpointed
-# (the motion UNet + ControlNet at SD 1.5 sizes, float16), measured by
-# `sagvideo bench memory --presets sd15 --device meta` (README, "Models and memory").
-SAVED_BYTES_PER_BRANCH_CELL = 58_000
+# Bytes a VJP keeps saved per CFG branch, frame and latent cell with every block checkpointed, in
+# float32 (the motion UNet + ControlNet at SD 1.5 sizes: 1726 MB for 16 frames of 32x57 cells),
+# measured by `sagvideo bench memory --presets sd15` (README, "Models and memory").
+SAVED_BYTES_PER_BRANCH_CELL_FP32 = 62_000
 
 
 def branch_weights(eps: DepthControlledEps) -> list[float]:
@@ -43,8 +43,8 @@ def branch_weights(eps: DepthControlledEps) -> list[float]:
 
 def estimated_joint_vjp_bytes(frames: int, height: int, width: int, dtype: torch.dtype) -> int:
     """Saved bytes of a joint (two-branch) VJP over `frames` latent frames of `height` x `width` cells."""
-    scale = torch.finfo(dtype).bits / 16
-    return int(2 * SAVED_BYTES_PER_BRANCH_CELL * scale * frames * height * width)
+    scale = torch.finfo(dtype).bits / 32
+    return int(2 * SAVED_BYTES_PER_BRANCH_CELL_FP32 * scale * frames * height * width)
 
 
 def wants_split(setting: bool | str, device: torch.device, frames: int, height: int, width: int,

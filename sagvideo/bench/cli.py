@@ -14,12 +14,13 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
-                 "peak_mem_mb", "guided_over_unguided"],
+                 "peak_mem_mb", "saved_peak_mb", "guided_over_unguided"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
                 "peak_mem_mb", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
     "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
-               "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb"],
+               "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb",
+               "peak_mb", "vjp_peak_mb", "loss_peak_mb", "weights_mb"],
 }
 DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0, "memory": 0}
 

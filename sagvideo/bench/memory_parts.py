@@ -212,8 +212,8 @@ def estimate_peak(measured: dict[str, Any], *, split: bool, checkpointing: bool,
     kept = vjp["saved_mb"] if keeps_last_graph and not split else 0.0
     decoder_block = rows[("loss, one frame", "none")]["largest_block_mb"]
     loss_peak = base + loss["saved_mb"] + (decoder_block if decoder else 0) + kept
-    return {"vjp_mb": round(vjp_peak), "loss_mb": round(loss_peak), "peak_mb": round(max(vjp_peak, loss_peak)),
-            "weights_mb": round(measured["weights_mb"])}
+    return {"vjp_peak_mb": round(vjp_peak), "loss_peak_mb": round(loss_peak),
+            "peak_mb": round(max(vjp_peak, loss_peak)), "weights_mb": round(measured["weights_mb"])}
 
 
 def _size(short: int) -> list[int]:
@@ -223,7 +223,8 @@ def _size(short: int) -> list[int]:
 
 
 def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every lever row for each preset x frames x size, then the 512x512x16 float16 extrapolation rows."""
+    """Every lever row for each preset x frames x size, then the same at 512x512x16 in float16 and
+    the GPU peaks estimated from it (`estimate_peak`)."""
     presets = args.presets or ["sd15"]
     device = args.device if args.device != "auto" else "meta"
     rows: list[dict[str, Any]] = []
@@ -234,11 +235,10 @@ def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
                                              "device": device, "dtype": args.dtype})["rows"]
         target = run_child("memory", {"preset": preset, "frames": 16, "size": [512, 512], "device": device,
                                       "dtype": "float16"})
+        rows += target["rows"]
         for name, levers in EXTRAPOLATED.items():
-            est = estimate_peak(target, **levers)
             rows.append({"preset": preset, "frames": 16, "size": "512x512", "dtype": "float16",
-                         "part": "estimated GPU peak", "lever": name, "saved_mb": est["peak_mb"],
-                         "unet_mb": est["vjp_mb"], "decoder_mb": est["loss_mb"], "weights_mb": est["weights_mb"]})
+                         "part": "estimated GPU peak", "lever": name, **estimate_peak(target, **levers)})
     return rows
 
 

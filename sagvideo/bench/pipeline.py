@@ -2,7 +2,8 @@
 
 Every row (preset x frames x guided or not) runs in a fresh child process. Peak memory is what
 the run adds above the loaded networks: the CUDA allocator's peak, or the sampled resident size
-on CPU. The guided/unguided ratio of sampling time is computed within one run.
+on CPU. Each row also carries the run's memory account (`memory`: peaks per stage and the bytes
+saved for backward per part, see `memory_account`); `saved_peak_mb` is its peak. The guided/unguided ratio of sampling time is computed within one run.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "seconds_per_frame": round(work / frames, 4), "sampling_seconds": seconds["sampling"],
             "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
             "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
+            "saved_peak_mb": rep["memory"]["saved_peak_mb"], "memory": rep["memory"],
             "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
             "torch": torch.__version__, "overrides": overrides}
 
