@@ -109,7 +109,10 @@ class GuidanceConfig:
     layer: int = 3  # CLIP hidden_states index for the Gram loss
     decode_chunk: int = 1  # frames decoded per chunk in the loss backward
     cond_only: bool = False  # take the guidance gradient through the conditional branch only
-    gradient_checkpointing: bool = False  # UNet activation checkpointing during VJPs
+    # exact memory levers of the gradient (same result; see models/checkpointing.py, cfg_split.py):
+    gradient_checkpointing: bool = True  # every block of the UNet (motion modules too) and ControlNet
+    decoder_checkpointing: bool = True  # every block of the VAE decoder in the loss
+    cfg_split: bool | str = "auto"  # one CFG branch's VJP at a time: true | false | auto (CUDA, memory short)
 
 
 @dataclass
@@ -395,6 +398,8 @@ def validate(config: Config) -> None:
              f"and guidance.end must satisfy 0 <= start <= end <= 1, got {g.start}, {g.end}.")
     _in_range(g.layer, 1, 64, "guidance.layer")
     _in_range(g.decode_chunk, 1, 1024, "guidance.decode_chunk")
+    _require(isinstance(g.cfg_split, bool) or g.cfg_split == "auto", "guidance.cfg_split",
+             f"must be true, false or auto, got {g.cfg_split!r}.")
     _validate_ip_adapter(config.ip_adapter)
     _in_range(config.output.crf, 0, 51, "output.crf")
     _in_range(config.output.preview, 0, 1000, "output.preview")

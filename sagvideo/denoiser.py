@@ -95,10 +95,15 @@ class DepthControlledEps:
         self.branches = branches  # (0, 1): CFG; (1,): the conditional branch only
         self.on_call = on_call
 
-    def conditional_only(self) -> "DepthControlledEps":
-        """The same model on the conditional prompt alone (half the batch): for guidance gradients."""
+    def single_branch(self, branch: int, *, report_calls: bool = True) -> "DepthControlledEps":
+        """The same model on one CFG branch (0 unconditional, 1 conditional): half the batch."""
         return DepthControlledEps(self.c, self.text, self.control, cfg_scale=1.0, controlnet_scale=self.controlnet_scale,
-                                  branches=(1,), on_call=self.on_call, image_embeds=self.image_embeds)
+                                  branches=(branch,), on_call=self.on_call if report_calls else None,
+                                  image_embeds=self.image_embeds)
+
+    def conditional_only(self) -> "DepthControlledEps":
+        """The conditional prompt alone: for guidance gradients through that branch (`cond_only`)."""
+        return self.single_branch(1)
 
     def _residuals(self, flat: Tensor, t: int, text: Tensor, spans: Sequence[Span]) -> dict:
         if self.control is None:

@@ -1,12 +1,15 @@
-"""Memory levers that change networks: attention slicing, VAE slicing and tiling, gradient checkpointing.
+"""Memory levers that change networks: attention slicing, VAE slicing and tiling, activation checkpointing.
 
 The `model.*` switches (attention_slicing, vae_slicing, vae_tiling) are set once by the
 `Runtime` when it loads the networks (`set_memory_levers`): they are model settings, so every
 job of a Runtime shares them (the batch makes a new Runtime when any `model.*` key changes),
 and they must hold for the VAE encode and final decode too, which run outside the sampling
-block. Gradient checkpointing is a `guidance.*` setting of one job: `applied_levers` switches
-it (and, when asked, the other levers) for a block and restores each module's previous state
-on exit, whatever happened inside, since a `Runtime` is shared by every job of a process.
+block. Activation checkpointing (`guidance.gradient_checkpointing` for every block of the UNet,
+motion modules included, and the ControlNet; `guidance.decoder_checkpointing` for the VAE
+decoder in the loss; see `models.checkpointing`) is a `guidance.*` setting of one job:
+`applied_levers` switches it (and, when asked, the other levers) for a block and restores each
+module's previous state on exit, whatever happened inside, since a `Runtime` is shared by every
+job of a process.
 
 Slicing changes memory, not results (to float round-off); VAE tiling encodes/decodes
 overlapping tiles of frames larger than the VAE's `sample_size` and blends the seams, so on
@@ -15,23 +18,13 @@ such frames the pixels differ slightly.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import torch
 
+from .models.checkpointing import checkpointed
 from .models.components import Components
-
-
-def _checkpointing_modules(components: Components) -> list[torch.nn.Module]:
-    return [m for m in (components.unet, components.controlnet) if getattr(m, "_supports_gradient_checkpointing", False)]
-
-
-def _set_checkpointing(module: torch.nn.Module, enabled: bool) -> None:
-    if enabled:
-        module.enable_gradient_checkpointing()
-    else:
-        module.disable_gradient_checkpointing()
 
 
 def attention_layers(components: Components) -> list[torch.nn.Module]:
@@ -75,27 +68,28 @@ def set_memory_levers(components: Components, *, attention_slicing: bool, vae_sl
 
 
 @contextmanager
-def applied_levers(components: Components, *, gradient_checkpointing: bool, attention_slicing: bool | None = None,
-                   vae_slicing: bool | None = None, vae_tiling: bool | None = None) -> Iterator[None]:
-    """Inside the block, UNet and ControlNet checkpoint activations during VJPs when asked, and the
-    other levers are as given (None: left as they are); after it, every module is as it was."""
-    modules = _checkpointing_modules(components)
-    before = [bool(getattr(m, "is_gradient_checkpointing", False)) for m in modules]
+def applied_levers(components: Components, *, gradient_checkpointing: bool, decoder_checkpointing: bool = False,
+                   attention_slicing: bool | None = None, vae_slicing: bool | None = None,
+                   vae_tiling: bool | None = None) -> Iterator[None]:
+    """Inside the block, every block of the UNet (motion modules included) and the ControlNet, and
+    of the VAE decoder, checkpoints its activations when a graph is built, when asked; the other
+    levers are as given (None: left as they are). After it, every module is as it was."""
+    c = components
     layers = attention_layers(components)
     processors = [layer.processor for layer in layers]
     vae = components.vae
     vae_state = (vae.use_slicing, vae.use_tiling)
+    stack = ExitStack()
     try:
-        for module in modules:
-            _set_checkpointing(module, gradient_checkpointing)
+        stack.enter_context(checkpointed([c.unet, c.controlnet], gradient_checkpointing))
+        stack.enter_context(checkpointed([getattr(vae, "decoder", None)], decoder_checkpointing))
         if attention_slicing is not None:
             set_attention_slicing(components, attention_slicing)
         vae.use_slicing = vae_state[0] if vae_slicing is None else vae_slicing
         vae.use_tiling = vae_state[1] if vae_tiling is None else vae_tiling
         yield
     finally:
-        for module, state in zip(modules, before):
-            _set_checkpointing(module, state)
+        stack.close()
         for layer, processor in zip(layers, processors):
             layer.set_processor(processor)
         vae.use_slicing, vae.use_tiling = vae_state

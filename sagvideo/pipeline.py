@@ -34,9 +34,11 @@ from .guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, StepCallback, WindowedEps, context_windows,
     ddim_timesteps, sample,
 )
+from .cfg_split import SplitCFGEps, wants_split
 from .guidance.ddim import estimate_grid
 from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
+from .memory_account import MemoryAccount
 from .method_registry import METHODS
 from .models.components import Components, alphas_cumprod_from_config
 from .noise import initial_noise
@@ -69,6 +71,7 @@ class Sampled:
     timesteps: list[int]
     stopped_at: int | None = None
     evaluations: dict[str, int] = field(default_factory=dict)
+    levers: dict[str, Any] = field(default_factory=dict)  # the gradient's memory levers as they ran
 
 
 @dataclass
@@ -248,7 +251,11 @@ class StylizePipeline:
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
                                  on_call=bar.on_call, image_embeds=image_prompt.embeds if image_prompt else None)
-        eps_fn, grad_fn = self._windowed(eps, windows), self._windowed(eps.conditional_only(), windows) if g.cond_only else None
+        span = windows.spans[0][1] - windows.spans[0][0]
+        split = (loss_fn is not None and not g.cond_only
+                 and wants_split(g.cfg_split, c.device, span, *latents.shape[-2:], c.dtype))
+        eps_fn = self._windowed(eps, windows, split)
+        grad_fn = self._windowed(eps.conditional_only(), windows) if g.cond_only else None
         records: list[dict[str, Any]] = []
 
         def record(r) -> None:
@@ -260,10 +267,13 @@ class StylizePipeline:
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
         adapter = image_prompt.attached(c) if image_prompt else contextlib.nullcontext()
-        with bar, applied_levers(c, gradient_checkpointing=loss_fn is not None and g.gradient_checkpointing), adapter:
+        levers = {"gradient_checkpointing": guiding and g.gradient_checkpointing,
+                  "decoder_checkpointing": guiding and g.decoder_checkpointing, "cfg_split": split}
+        with bar, applied_levers(c, gradient_checkpointing=levers["gradient_checkpointing"],
+                                 decoder_checkpointing=levers["decoder_checkpointing"]), adapter:
             result = self._sampler(loss_fn)(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
                                             generator=generator, grad_eps_fn=grad_fn, on_step=step, on_record=record)
-        return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts())
+        return Sampled(result.x0, records, windows, timesteps, result.stopped_at, bar.counts(), levers)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Clean latents (1, C, F, h, w) -> uint8 frames (F, H, W, 3) at model size."""
@@ -283,15 +293,18 @@ class StylizePipeline:
         self.check_models(prompt, inputs.num_frames)  # before depth: a bad setting costs nothing
         with clock.stage("image_prompt"):  # loads and checks the adapter: a bad file also costs nothing
             image_prompt = self.prepare_image_prompt(inputs.style)
-        with clock.stage("depth"):
-            if inputs.depth is None and inputs.frames is not None:
-                inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
-        latents = self.prepare_latents(inputs.num_frames, inputs.size, seed, inputs.frames)
-        with clock.stage("sampling"):
-            sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
-                                  progress=progress, image_prompt=image_prompt)
-        with clock.stage("decode"):
-            out = self.decode(sampled.latents)
+        account = MemoryAccount(components)
+        with account.recording():
+            with clock.stage("depth"):
+                account.enter("depth")
+                if inputs.depth is None and inputs.frames is not None:
+                    inputs.depth = self.prepare_depth(inputs.frames, cache_dir=cache_dir, progress=progress)
+            latents = self.prepare_latents(inputs.num_frames, inputs.size, seed, inputs.frames)
+            with clock.stage("sampling"):
+                sampled = self.sample(latents, inputs.depth, inputs.style, prompt, seed=seed, on_step=on_step,
+                                      progress=progress, image_prompt=image_prompt)
+            with clock.stage("decode"):
+                out = self.decode(sampled.latents)
         with clock.stage("metrics"):
             metrics = self.measure(out, inputs.frames, inputs.depth, inputs.style) if self.config.output.metrics else None
         report = base_report(self.config, components, seed, kind)
@@ -299,7 +312,8 @@ class StylizePipeline:
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
                       seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),
                       prompt=describe_prompt(prompt, self.config.sampling.negative_prompt),
-                      ip_adapter=image_prompt.report if image_prompt else off_report(self.config))
+                      ip_adapter=image_prompt.report if image_prompt else off_report(self.config),
+                      memory=dict(account.as_dict(), levers=sampled.levers))
         if self.config.sampling.denoise < 1:
             report["denoise"] = {"fraction": self.config.sampling.denoise, "steps_run": len(sampled.timesteps),
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
@@ -343,11 +357,14 @@ class StylizePipeline:
             return sample
         return functools.partial(METHODS[name].sampler, settings=getattr(self.config, name, None))
 
-    def _windowed(self, eps: DepthControlledEps, windows: ContextWindows):
-        """The eps function of a clip: the joint prediction for one window, else blended windows."""
+    def _windowed(self, eps: DepthControlledEps, windows: ContextWindows, split: bool = False):
+        """The eps function of a clip: the joint prediction for one window, else blended windows;
+        with `split`, VJPs one CFG branch at a time (`cfg_split`)."""
+        splitter = SplitCFGEps(eps) if split else None
         if len(windows) == 1:
-            return eps
-        return WindowedEps(eps.predict, windows, batch=self.config.video.window_batch)
+            return splitter or eps
+        return WindowedEps(eps.predict, windows, batch=self.config.video.window_batch,
+                           window_vjp=splitter.window_vjp if splitter else None)
 
     @staticmethod
     def _window_losses(loss_fn: LatentStyleLoss | None, windows: ContextWindows) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from sagvideo.config import ModelConfig, load_config
 from sagvideo.denoiser import decode_frames, encode_frames
 from sagvideo.errors import ConfigError
 from sagvideo.levers import applied_levers, set_memory_levers
+from sagvideo.models.checkpointing import all_checkpointed
 from sagvideo.models import hashing
 from sagvideo.models.components import save_components, tiny_components
 from sagvideo.models.loading import load_components
@@ -374,11 +375,11 @@ def test_applied_levers_restore_every_module_after_the_job():
     before = [layer.processor for layer in _attention(c)]
     with pytest.raises(RuntimeError, match="job failed"):
         with applied_levers(c, gradient_checkpointing=True, attention_slicing=True, vae_slicing=True, vae_tiling=True):
-            assert c.unet.is_gradient_checkpointing and c.vae.use_slicing and c.vae.use_tiling
+            assert all_checkpointed(c.unet) and c.vae.use_slicing and c.vae.use_tiling
             assert all(type(layer.processor).__name__ == "SlicedAttnProcessor" for layer in _attention(c))
             raise RuntimeError("job failed")
     assert [layer.processor for layer in _attention(c)] == before
-    assert not (c.unet.is_gradient_checkpointing or c.vae.use_slicing or c.vae.use_tiling)
+    assert not (all_checkpointed(c.unet) or c.vae.use_slicing or c.vae.use_tiling)
 
 
 def test_vae_slicing_and_tiling_reach_the_encode_and_decode_calls(monkeypatch):

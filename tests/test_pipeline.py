@@ -12,6 +12,7 @@ from sagvideo.config import load_config
 from sagvideo.guidance import SAGParams
 from sagvideo.api import stylize_image, stylize_to_files, stylize_video
 from sagvideo.layout import OutputLayout
+from sagvideo.models.checkpointing import all_checkpointed
 from sagvideo.runtime import Runtime
 from sagvideo.video.io import probe_video
 
@@ -102,7 +103,7 @@ def test_style_images_in_any_mode_are_converted(fixtures, runtime, tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [
-    {"guidance.cond_only": True, "guidance.gradient_checkpointing": True, "guidance.decode_chunk": 2},
+    {"guidance.cond_only": True, "guidance.gradient_checkpointing": False, "guidance.decode_chunk": 2},
     {"guidance.gradient": "direct", "guidance.scheme": "heun"},
     {"guidance.gradient": "adjoint", "guidance.adaptive_n": True, "guidance.n": 3, "sampling.steps": 8},
 ])
@@ -113,7 +114,7 @@ def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, o
 
     def spy(module, args, kwargs):
         if torch.is_grad_enabled():
-            seen.append((args[0].shape[0], module.is_gradient_checkpointing))
+            seen.append((args[0].shape[0], all_checkpointed(module)))
 
     hook = unet.register_forward_pre_hook(spy, with_kwargs=True)
     try:
@@ -123,8 +124,8 @@ def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, o
         hook.remove()
     cond_only = overrides.get("guidance.cond_only", False)
     assert seen and {batch for batch, _ in seen} == ({1} if cond_only else {2})  # CFG doubles the batch
-    assert {ckpt for _, ckpt in seen} == {overrides.get("guidance.gradient_checkpointing", False)}
-    assert not unet.is_gradient_checkpointing or overrides.get("guidance.gradient_checkpointing")
+    assert {ckpt for _, ckpt in seen} == {overrides.get("guidance.gradient_checkpointing", True)}  # on by default
+    assert not all_checkpointed(unet)  # undone after the job
     losses = [r["loss"] for r in result.report["guided_steps"]]
     assert losses and all(np.isfinite(losses))
     assert result.report["config"]["guidance"] == {**result.report["config"]["guidance"],

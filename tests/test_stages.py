@@ -11,6 +11,7 @@ import torch
 from sagvideo.api import stylize_to_files
 from sagvideo.config import load_config
 from sagvideo.denoiser import ControlCache, DepthControlledEps
+from sagvideo.models.checkpointing import all_checkpointed
 from sagvideo.pipeline import StylizePipeline
 from sagvideo.runtime import Runtime
 from sagvideo.video.depth import depth_to_control_image
@@ -67,16 +68,16 @@ def test_the_cached_controlnet_embedding_gives_the_same_eps(runtime):
 
 def test_gradient_checkpointing_is_restored_after_the_job(runtime):
     unet, controlnet = runtime.components.unet, runtime.components.controlnet
-    assert not unet.is_gradient_checkpointing
+    assert not all_checkpointed(unet)
     seen = []
-    hook = unet.register_forward_pre_hook(lambda m, a: seen.append(m.is_gradient_checkpointing))
+    hook = unet.register_forward_pre_hook(lambda m, a: seen.append(all_checkpointed(m)))
     config = load_config("tiny", {**FAST, "guidance.gradient_checkpointing": True})
     try:
         StylizePipeline(runtime, config)(*frames_and_style(2), "x")
     finally:
         hook.remove()
     assert True in seen  # it was on during the job ...
-    assert not unet.is_gradient_checkpointing and not controlnet.is_gradient_checkpointing  # ... and is off after it
+    assert not all_checkpointed(unet) and not all_checkpointed(controlnet)  # ... and is off after it
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])

@@ -10,6 +10,7 @@ CHILDREN = {
     "pipeline": ("sagvideo.bench.pipeline", "measure_pipeline"),
     "decode": ("sagvideo.bench.decode", "measure_decode"),
     "methods": ("sagvideo.bench.methods", "measure_method"),
+    "memory": ("sagvideo.bench.memory_parts", "measure_memory"),
 }
 
 if __name__ == "__main__":

@@ -14,12 +14,16 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
-                 "peak_mem_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb", "adapter_share"],
+                 "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
+                 "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
                 "peak_mem_mb", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
+    "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
+               "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb",
+               "peak_mb", "vjp_peak_mb", "loss_peak_mb", "weights_mb"],
 }
-DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0}
+DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0, "memory": 0}
 
 
 def _cell(value: object) -> str:
@@ -42,6 +46,8 @@ def run_bench(args: argparse.Namespace) -> int:
         from .methods import bench_methods as bench
     elif args.what == "decode":
         from .decode import bench_decode as bench
+    elif args.what == "memory":
+        from .memory_parts import bench_memory as bench
     else:
         from .pipeline import bench_pipeline as bench
     rows = bench(args)
@@ -54,13 +60,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["guidance", "pipeline", "methods", "decode"])
+    p.add_argument("what", choices=["guidance", "pipeline", "methods", "decode", "memory"])
     p.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8], help="guidance: clean-estimate evaluations")
     p.add_argument("--methods", nargs="+", default=list(GRADIENT_METHODS), choices=GRADIENT_METHODS)
     p.add_argument("--size", default="small", choices=["tiny", "small", "sd15"], help="guidance: UNet size")
     p.add_argument("--latent", type=int, default=32, help="guidance: latent side (64 = 512 px)")
     p.add_argument("--t", type=int, default=600, help="guidance: timestep of the guided step")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="memory: meta (default: counts shapes, no memory), cpu or cuda")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--video", default=str(SAMPLES / "clip.mp4"), help="pipeline: input clip")
@@ -69,9 +75,11 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None,
                    help=f"pipeline, methods: sampling steps (default 25 for pipeline, {methods.STEPS} for methods)")
     p.add_argument("--seeds", type=int, default=methods.SEEDS, help="methods: samples (seeds 0..N-1) per row")
-    p.add_argument("--size-px", dest="size_px", type=int, default=512, help="pipeline (sd15), decode: short side")
+    p.add_argument("--size-px", dest="size_px", type=int, nargs="+", default=[512],
+                   help="pipeline (sd15), decode: short side (the first); memory: one row set per size")
     p.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4], help="decode: frames per decode chunk")
-    p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"], help="pipeline: model sizes (default tiny)")
+    p.add_argument("--presets", nargs="+", choices=["tiny", "sd15"],
+                   help="pipeline: model sizes (default tiny); memory: (default sd15)")
     p.add_argument("--ratio", action="store_true", help="pipeline: also run unguided, report guided/unguided time")
     p.add_argument("--adapter-cost", dest="adapter_cost", action="store_true",
                    help="pipeline: also time each row without the image prompt, report its share and MB")

@@ -49,6 +49,6 @@ def measure_decode(chunk: int, frames: int, size_px: int, device: str, dtype: st
 
 def bench_decode(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One row per chunk size, each in its own process."""
-    return [run_child("decode", {"chunk": c, "frames": args.frames[0], "size_px": args.size_px,
+    return [run_child("decode", {"chunk": c, "frames": args.frames[0], "size_px": args.size_px[0],
                                  "device": args.device, "dtype": args.dtype, "seed": args.seed})
             for c in args.chunks]

@@ -2,7 +2,8 @@
 
 Every row (preset x frames x guided or not) runs in a fresh child process. Peak memory is what
 the run adds above the loaded networks: the CUDA allocator's peak, or the sampled resident size
-on CPU. The guided/unguided ratio of sampling time is computed within one run.
+on CPU. Each row also carries the run's memory account (`memory`: peaks per stage and the bytes
+saved for backward per part, see `memory_account`); `saved_peak_mb` is its peak. The guided/unguided ratio of sampling time is computed within one run.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "seconds_per_frame": round(work / frames, 4), "sampling_seconds": seconds["sampling"],
             "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
             "evaluations": rep["evaluations"], "device": rep["device"], "dtype": rep["dtype"],
+            "saved_peak_mb": rep["memory"]["saved_peak_mb"], "memory": rep["memory"],
             "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
             "torch": torch.__version__, "overrides": overrides, "ip_adapter": dict(rep["ip_adapter"], cost=cost),
             "adapter_seconds": seconds.get("image_prompt"), "adapter_mb": adapter_weights_mb(runtime) if on else None,
@@ -83,7 +85,7 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
             for guided in ([True, False] if args.ratio else [True]):
                 rows.append(run_child("pipeline", {
                     "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
-                    "size_px": args.size_px, "device": args.device, "video": args.video, "style": args.style,
+                    "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
                     "overrides": overrides, "adapter": args.adapter_cost}))
     for row in rows:
         twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]

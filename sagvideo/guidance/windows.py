@@ -23,6 +23,8 @@ from torch import Tensor
 Span = tuple[int, int]  # frames [start, stop) of the clip
 # window_fn(x_windows (k*B, C, L, h, w), t, spans (k of them)) -> (eps, reference), both like x_windows
 WindowFn = Callable[[Tensor, int, Sequence[Span]], tuple[Tensor, Tensor]]
+# window_vjp(x_windows, t, spans, cotangent like x_windows) -> (d eps / d x_windows)^T cotangent
+WindowVJP = Callable[[Tensor, int, Sequence[Span], Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -102,16 +104,19 @@ class WindowedEps:
     `eps(x)[:, :, f] = sum_w weight_w[f] * eps_w(x[:, :, window w])[:, :, f - start_w]`.
     `batch` windows are predicted in one call (stacked along the batch dimension, window-major).
     `on_window(count)` is called after each call with the number of windows it evaluated.
+    `window_vjp`, when given, differentiates a group of windows itself (e.g. one CFG branch at
+    a time); by default the group's prediction is differentiated with autograd.
     """
 
     def __init__(self, window_fn: WindowFn, windows: ContextWindows, *, batch: int = 1,
-                 on_window: Callable[[int], None] | None = None):
+                 on_window: Callable[[int], None] | None = None, window_vjp: WindowVJP | None = None):
         if batch < 1:
             raise ValueError(f"windows per call must be >= 1, got {batch}.")
         self.window_fn = window_fn
         self.windows = windows
         self.batch = batch
         self.on_window = on_window
+        self.window_vjp = window_vjp
 
     def _groups(self) -> Iterator[list[int]]:
         indices = list(range(len(self.windows)))
@@ -153,11 +158,16 @@ class WindowedEps:
         out = torch.zeros_like(x)
         b = x.shape[0]
         for group in self._groups():
-            leaf = self._gather(x.detach(), group).requires_grad_(True)
-            with torch.enable_grad():
-                e, _ = self._predict(leaf, t, group)
             weighted = torch.cat([self._weight(w, x) * cotangent[:, :, slice(*self.windows.spans[w])] for w in group])
-            (g,) = torch.autograd.grad(e, leaf, weighted.to(e.dtype))
+            if self.window_vjp is not None:
+                g = self.window_vjp(self._gather(x.detach(), group), t, [self.windows.spans[w] for w in group], weighted)
+                if self.on_window is not None:
+                    self.on_window(len(group))
+            else:
+                leaf = self._gather(x.detach(), group).requires_grad_(True)
+                with torch.enable_grad():
+                    e, _ = self._predict(leaf, t, group)
+                (g,) = torch.autograd.grad(e, leaf, weighted.to(e.dtype))
             for j, w in enumerate(group):
                 out[:, :, slice(*self.windows.spans[w])] += g[j * b:(j + 1) * b].to(x.dtype)
         return out
