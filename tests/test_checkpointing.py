@@ -176,7 +176,7 @@ def test_every_run_reports_its_memory_account_and_split_matches_joint():
     runtime = Runtime.from_config(load_config("tiny"))
     frames = np.random.default_rng(0).integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
     style = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0))
-    base = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.repeats": 1, "output.metrics": False,
+    base = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.passes": 1, "output.metrics": False,
             "video.window": 3, "video.overlap": 1}
     runs = {split: StylizePipeline(runtime, load_config("tiny", {**base, "guidance.cfg_split": split}))(
         frames, style, "x") for split in (True, False)}

@@ -160,7 +160,7 @@ def test_the_readme_library_snippet_runs_as_written(tmp_path, monkeypatch):
     import sagvideo
     from sagvideo.config import load_config as real_load_config
 
-    toy = {"guidance.repeats": 1, "video.size": 32, "output.metrics": False}
+    toy = {"guidance.passes": 1, "video.size": 32, "output.metrics": False}
     monkeypatch.setattr(sagvideo, "load_config", lambda files=None, overrides=None:
                         real_load_config(files, {**(overrides or {}), **toy}), raising=False)
     text = (ROOT / "README.md").read_text(encoding="utf-8")
