@@ -83,9 +83,9 @@ def test_old_names_of_passes_still_work_with_a_notice(capsys):
     from sagvideo import method_registry
 
     method_registry._noticed.clear()
-    for old in ("guidance.passes", "ug.recurrence", "mpgd.time_travel"):
+    for old in ("guidance.repeats", "ug.recurrence", "mpgd.time_travel"):
         assert load_config(None, {old: 3}).guidance.passes == 3
         assert f"'{old}' is deprecated; it is now 'guidance.passes'" in capsys.readouterr().err
     assert load_config(None).guidance.passes is None  # unset: each method's own default
     with pytest.raises(ConfigError, match="'guidance.repeats' and 'ug.recurrence' both set 'guidance.passes'"):
-        load_config(None, {"guidance.passes": 2, "ug.recurrence": 6})
+        load_config(None, {"guidance.repeats": 2, "ug.recurrence": 6})
