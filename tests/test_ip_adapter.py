@@ -96,8 +96,8 @@ def test_each_mode_feeds_only_its_blocks_in_both_unets(mode, fed):
 
 
 def test_image_encoder_runs_once_per_job_with_windows_denoise_and_every_method():
-    windows = {**FAST, "video.frames": 3, "video.window": 2, "video.overlap": 1, "sampling.steps": 4,
-               "sampling.denoise": 0.75, "ug.recurrence": 1, "doodl.iterations": 2}
+    windows = {**FAST, "video.frames": 3, "video.window": 2, "video.overlap": 1, "sampling.steps": 3,
+               "sampling.denoise": 0.67, "ug.recurrence": 1, "doodl.iterations": 2}
     runtime = Runtime.from_config(load_config("tiny", windows))
     calls = []
     runtime.image_prompt_models().encoder.register_forward_hook(lambda *a: calls.append(1))

@@ -137,12 +137,20 @@ def convert(parts: dict[str, dict[str, torch.Tensor]], unet2d: torch.nn.Module, 
     """diffusers' conversion of original IP-Adapter weights into layers for `unet2d` (checked first)."""
     names = cross_attention_names(unet2d)
     _check_fits(parts, unet2d, names, where)
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    # The converter re-creates every other layer's processor from its class with no arguments, which a
+    # lever's processor (attention slicing) does not allow: convert against plain processors, then restore.
+    saved = unet2d.attn_processors
+    unet2d.set_attn_processor(AttnProcessor2_0())
     try:
         procs = unet2d._convert_ip_adapter_attn_to_diffusers([parts], low_cpu_mem_usage=False)
         projection = unet2d._convert_ip_adapter_image_proj_to_diffusers(parts["image_proj"], low_cpu_mem_usage=False)
     except (RuntimeError, KeyError, ValueError) as exc:  # shapes of one layer that do not fit
         raise ConfigError(f"config key '{KEY}' is {where}, whose layers do not fit model.base ({exc}). To fix: use "
                           f"an IP-Adapter made for this SD 1.5 base.") from exc
+    finally:
+        unet2d.set_attn_processor(saved)
     from diffusers.models.embeddings import MultiIPAdapterImageProjection
 
     layers = IPAdapterLayers(MultiIPAdapterImageProjection([projection]), {n: procs[n] for n in names},
@@ -176,6 +184,8 @@ def attached(unets: list[torch.nn.Module], layers: IPAdapterLayers, scale: float
 
     Layers of the blocks `mode` feeds get `scale`, the others 0. Yields the blocks fed. On exit the
     original processors and `encoder_hid_proj` come back, so the UNets are as before, bit for bit.
+    While attached, the cross-attention layers run unsliced even with attention slicing (81 context
+    tokens: small; the self-attention layers, where slicing matters, keep theirs).
     """
     first = unets[0]
     param = next(first.parameters())
