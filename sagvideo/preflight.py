@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from .errors import InputError, ModelUnavailableError
 from .files import check_output_path
 from .guards import check_not_inputs, input_files
+from .defaults import DEFAULT_IMAGE_ENCODER, DEFAULT_IP_ADAPTER, IMAGE_ENCODER_SUBFOLDER, IP_ADAPTER_WEIGHT
 from .layout import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")  # paths, not hub ids
@@ -102,6 +103,10 @@ def hub_models_needed(config: Any, *, video: bool, depth: bool, sampling: bool =
             wanted["model.vae"] = (m.vae, None)
         if video:
             wanted["model.motion_adapter"] = (m.motion_adapter, None)
+        if config.ip_adapter.scale > 0:  # the image prompt: the adapter file and its encoder's folder
+            wanted["model.ip_adapter"] = (m.ip_adapter, IP_ADAPTER_WEIGHT if m.ip_adapter == DEFAULT_IP_ADAPTER else None)
+            wanted["model.image_encoder"] = (m.image_encoder, f"{IMAGE_ENCODER_SUBFOLDER}/*"
+                                             if m.image_encoder == DEFAULT_IMAGE_ENCODER else None)
     if depth and m.depth != "tiny":
         wanted["model.depth"] = (MIDAS_REPO, MIDAS_FILE) if m.depth == "midas" else (m.depth, None)
     return {key: ref for key, ref in wanted.items() if _is_hub_id(ref[0])}
@@ -116,7 +121,16 @@ def _cached(repo_id: str, filename: str | None) -> bool:
         found = [s for s in snapshots.iterdir() if s.is_dir()]
     except OSError:
         return False
+    if filename and filename.endswith("/*"):  # a folder of the repo
+        return any((s / filename[:-2]).is_dir() for s in found)
     return any((s / filename).exists() for s in found) if filename else bool(found)
+
+
+def download_command(repo_id: str, filename: str | None) -> str:
+    """The `hf download` line that fetches `repo_id` (or one file, or one folder of it)."""
+    if filename and filename.endswith("/*"):
+        return f'hf download {repo_id} --include "{filename}"'
+    return f"hf download {repo_id}" + (f" {filename}" if filename else "")
 
 
 def check_models_available(config: Any, *, video: bool, depth: bool, sampling: bool = True) -> None:
@@ -135,7 +149,7 @@ def check_models_available(config: Any, *, video: bool, depth: bool, sampling: b
              f"{why}:"]
     lines += [f"  {key}: {repo}" for key, (repo, _) in missing.items()]
     lines.append("To fix: where the hub is reachable, download them (huggingface_hub's `hf` command):")
-    lines += [f"  hf download {repo}" + (f" {filename}" if filename else "") for repo, filename in missing.values()]
+    lines += [f"  {download_command(repo, filename)}" for repo, filename in dict.fromkeys(missing.values())]
     lines.append("then copy the cache (~/.cache/huggingface/hub, or $HF_HOME/hub) here; or point each config key "
                  "at a local folder; or add --config tiny for an offline smoke run with random weights.")
     raise ModelUnavailableError("\n".join(lines))

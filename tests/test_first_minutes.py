@@ -105,9 +105,11 @@ def test_every_missing_hub_model_is_listed_with_its_download_command(capsys, tmp
     err = capsys.readouterr().err
     ids = [defaults.DEFAULT_BASE, defaults.DEFAULT_CONTROLNET, defaults.DEFAULT_CLIP_VISION,
            defaults.DEFAULT_MOTION_ADAPTER, "lllyasviel/Annotators"]
-    assert code == 2 and "5 of the 5 models" in err
+    assert code == 2 and "7 of the 7 models" in err  # the five above, the IP-Adapter and its image encoder
     for repo in ids:
         assert f"  hf download {repo}" in err
+    assert f"  hf download {defaults.DEFAULT_IP_ADAPTER} {defaults.IP_ADAPTER_WEIGHT}" in err
+    assert f'  hf download {defaults.DEFAULT_IMAGE_ENCODER} --include "{defaults.IMAGE_ENCODER_SUBFOLDER}/*"' in err
     import shutil
     assert shutil.which("hf") or (Path(sys.executable).parent / "hf").exists()  # the command named exists
 
