@@ -13,6 +13,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sagvideo, as `python -m` finds it
 
 
 def append_line(path: str, text: str) -> None:
