@@ -73,7 +73,8 @@ def _wrap(module: torch.nn.Module) -> None:
 
         # keyword tensors passed on positionally: torch saves positional inputs through the
         # saved-tensor hooks (so the memory account sees what a checkpoint holds), keywords it does not
-        return checkpoint(call, *args, *kwargs.values(), use_reentrant=False)
+        # frozen networks in eval mode draw no random numbers: no RNG state to save and restore
+        return checkpoint(call, *args, *kwargs.values(), use_reentrant=False, preserve_rng_state=False)
 
     had_own = "forward" in module.__dict__
     setattr(module, _WRAPPED, (had_own, forward))
