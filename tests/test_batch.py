@@ -364,8 +364,8 @@ def test_two_ranks_run_each_job_once_fail_alone_and_resume(jobdir, reference):
 @pytest.mark.slow
 def test_killed_run_resumes_without_partial_files(jobdir, reference):
     outdir, log = jobdir / "killed", jobdir / "killed.log"
-    cmd = [sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log), str(jobdir / "good.yaml"), "-o",
-           str(outdir), "--devices", "2", "--accelerator", "cpu", *TINY]
+    args = [str(jobdir / "good.yaml"), "-o", str(outdir), "--devices", "2", "--accelerator", "cpu", *TINY]
+    cmd = [sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log), *args]
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
@@ -389,7 +389,7 @@ def test_killed_run_resumes_without_partial_files(jobdir, reference):
         stale.write_bytes(b"partial")
 
     log.write_text("")
-    rerun = run_cli(cmd[3:], log=log)
+    rerun = run_cli(args, log=log)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     rerun_ids = [i for i, _ in executions(log)]
     assert sorted(rerun_ids) == sorted(set(GOOD_IDS) - finished)  # finished jobs are not redone
@@ -437,8 +437,8 @@ def test_a_job_of_all_frames_runs_with_its_counted_frames(tmp_path):
     (jobdir / "all.yaml").write_text(yaml.safe_dump({"jobs": [{
         "video": "clip.mp4", "id": "a", "style": str(need_fixtures() / "starry_night.jpg"), "prompt": "x",
         "config": {"video.frames": "all", "video.stride": 66}}]}))
-    (job,) = load_jobs(jobdir / "all.yaml", load_config("tiny", {"video.size": 64, "sampling.steps": 2,
-                                                                "guidance.passes": 1}))
+    (job,) = load_jobs(jobdir / "all.yaml", load_config("tiny", {
+        "video.size": 64, "sampling.steps": 2, "guidance.passes": 1, "output.metrics": False, "output.plot": False}))
     # clip.mp4 has 132 frames: every 66th from frame 0 is 2 frames
     assert job.config.video.frames == "all" and job.frames == 2
 
