@@ -9,9 +9,9 @@ saved; the frozen weights not at all), attributed to the part of the network tha
 * `controlnet`; `vae_decoder` (the loss's decode); `clip` (the loss's CLIP tower); `other`.
 
 With checkpointing a block saves only its inputs, which are then what its part counts. The
-recomputation inside a checkpointed backward is not seen (it runs under torch's own hooks), so
-`largest_block` reports the most one block saved without checkpointing, the transient a
-checkpointed backward adds on top.
+recomputation inside a checkpointed backward is not seen (it runs under torch's own hooks).
+`largest_block` is the most one call of one block saved: measured without checkpointing, it is
+the transient a checkpointed backward adds on top while it re-runs that block.
 
 `MemoryAccount` runs a ledger over a whole job and marks stages from the networks' own calls:
 `depth`, `unet_cn_forward` (predictions without a graph), `unet_cn_vjp` (building and
