@@ -187,8 +187,18 @@ def test_adapter_file_loads_with_its_digest_and_bad_files_are_named(adapter_file
     with pytest.raises(ConfigError, match="model.image_encoder.*embeddings of 16.*takes 32"):
         run(frames=frames, depth=DEPTH[:1], **{"model.image_encoder": str(encoder),
                                                "model.ip_adapter": str(adapter_files["tiny"])})
-    with pytest.raises(ConfigError, match="model.image_encoder.*is a file"):
+    # one file, as ComfyUI workflows keep CLIP vision encoders: the tiny preset's random encoder saved
+    from sagvideo.models.image_encoder import _random_encoder
+
+    single = tmp_path / "clip_vision.safetensors"
+    save_file({k: v.contiguous() for k, v in _random_encoder("tiny").state_dict().items()}, single)
+    from_file, _ = run(frames=frames, depth=DEPTH[:1], **{"model.image_encoder": str(single)})
+    assert np.array_equal(from_file.frames, good.frames)  # the same weights as the built-in random encoder
+    assert from_file.report["ip_adapter"]["image_encoder"] == {"source": str(single), "kind": "file",
+                                                              "sha256_16": file_sha256(single)[:16]}
+    with pytest.raises(ConfigError, match="model.image_encoder.*not those of the image encoder") as info:
         run(frames=frames, depth=DEPTH[:1], **{"model.image_encoder": str(adapter_files["tiny"])})
+    assert str(adapter_files["tiny"]) in str(info.value)
 
 
 def test_cli_bad_adapter_scale_or_mode_fail_before_sampling_and_write_nothing(adapter_files, tmp_path, capsys):

@@ -2,7 +2,7 @@
 
 `load_image_prompt_models` gives the encoder (a `CLIPVisionModelWithProjection`) and the
 converted adapter layers, each with its report entry, checked against each other and the UNet:
-pretrained ones by hub id, folder or (adapter only) single file; for the tiny preset, random
+pretrained ones by hub id, folder or single file; for the tiny preset, random
 weights built from configs unless a path is given. `embed_image` turns the style image into the
 image embedding (1, D) the adapter projects.
 """
@@ -47,16 +47,57 @@ def _encoder_subfolder(ref: ModelRef) -> str:
     return defaults.IMAGE_ENCODER_SUBFOLDER if ref.name == defaults.DEFAULT_IMAGE_ENCODER else ""
 
 
-def load_encoder(name: str, dtype: torch.dtype) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A pretrained `CLIPVisionModelWithProjection` from a hub id or folder, and its report entry."""
+def _encoder_architecture(preset: str) -> Any:
+    """The `CLIPVisionConfig` a single-file encoder is read into: the tiny preset's, or that of the
+    default encoder (h94/IP-Adapter's ViT-H/14, whose config must be in the Hugging Face cache)."""
+    from transformers import CLIPVisionConfig
+
+    if preset == "tiny":
+        return CLIPVisionConfig(**image_encoder_config("tiny"))
+    return load_pretrained(CLIPVisionConfig.from_pretrained, defaults.DEFAULT_IMAGE_ENCODER,
+                           what="IP-Adapter image encoder config (the architecture of a single-file encoder)",
+                           config_key=ENCODER_KEY, subfolder=defaults.IMAGE_ENCODER_SUBFOLDER)
+
+
+def load_encoder_file(ref: ModelRef, preset: str) -> torch.nn.Module:
+    """A `CLIPVisionModelWithProjection` from one checkpoint file (transformers' key names, as the
+    single-file CLIP vision files of ComfyUI workflows use), every weight checked against the
+    architecture: a file for another encoder is a ConfigError naming it."""
+    from transformers import CLIPVisionModelWithProjection
+
+    from .sources import SAFE_SUFFIXES, warn_pickle
+
+    try:
+        if ref.path.name.lower().endswith(SAFE_SUFFIXES):
+            from safetensors.torch import load_file
+
+            weights: Any = load_file(str(ref.path))
+        else:
+            warn_pickle(ref.path, ENCODER_KEY)
+            weights = torch.load(ref.path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ConfigError(f"config key '{ENCODER_KEY}': {ref.path} is not a readable checkpoint "
+                          f"({type(exc).__name__}: {exc}). To fix: re-download the image encoder.") from exc
+    encoder = CLIPVisionModelWithProjection(_encoder_architecture(preset))
+    try:
+        encoder.load_state_dict(weights, strict=True)
+    except (RuntimeError, TypeError) as exc:
+        first = str(exc).splitlines()[1:2] or [str(exc)[:200]]
+        raise ConfigError(f"config key '{ENCODER_KEY}' is {ref.path}, whose weights are not those of the image "
+                          f"encoder the IP-Adapter needs ({first[0].strip()}). To fix: give the CLIP ViT-H/14 image "
+                          f"encoder (e.g. {defaults.DEFAULT_IMAGE_ENCODER}, {defaults.IMAGE_ENCODER_SUBFOLDER}), "
+                          f"as a folder or one file with transformers' key names.") from exc
+    return encoder
+
+
+def load_encoder(name: str, dtype: torch.dtype, preset: str = "default") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A pretrained `CLIPVisionModelWithProjection` from a hub id, a folder or one checkpoint file,
+    and its report entry."""
     from transformers import CLIPVisionModelWithProjection
 
     ref = classify(name, ENCODER_KEY)
     if ref.kind == FILE:
-        raise ConfigError(f"config key '{ENCODER_KEY}' is a file ({name}); the image encoder is loaded from a hub id "
-                          f"or a transformers folder (config.json + weights). To fix: use "
-                          f"{defaults.DEFAULT_IMAGE_ENCODER} (subfolder {defaults.IMAGE_ENCODER_SUBFOLDER}) or a "
-                          f"downloaded copy of that folder.")
+        return torch.nn.Module.to(load_encoder_file(ref, preset), dtype=dtype), describe(ref)
     sub = _encoder_subfolder(ref)
     extra = {"subfolder": sub} if sub else {}
     encoder = load_pretrained(CLIPVisionModelWithProjection.from_pretrained, name, what="IP-Adapter image encoder",
@@ -106,7 +147,7 @@ def load_image_prompt_models(ip_adapter: str, image_encoder: str, unet2d: torch.
     if rand and image_encoder == defaults.DEFAULT_IMAGE_ENCODER:
         encoder, encoder_entry = torch.nn.Module.to(_random_encoder(preset), dtype=dtype), dict(random_entry)
     else:
-        encoder, encoder_entry = load_encoder(image_encoder, dtype)
+        encoder, encoder_entry = load_encoder(image_encoder, dtype, preset)
     encoder.requires_grad_(False).eval()
     if rand and ip_adapter == defaults.DEFAULT_IP_ADAPTER:
         parts, where = random_ip_adapter_weights(unet2d, encoder.config.projection_dim), random_entry["source"]
