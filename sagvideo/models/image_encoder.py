@@ -23,7 +23,7 @@ from .hub import load_pretrained
 from .ip_adapter import KEY as ADAPTER_KEY
 from .ip_adapter import IPAdapterLayers, convert, random_ip_adapter_weights, read_ip_adapter_file
 from .presets import TINY_ID, image_encoder_config
-from .sources import FILE, FOLDER, HUB, ModelRef, classify, describe
+from .sources import FILE, FOLDER, HUB, ModelRef, classify, describe, read_state_dict
 
 ENCODER_KEY = "model.image_encoder"
 
@@ -65,19 +65,7 @@ def load_encoder_file(ref: ModelRef, preset: str) -> torch.nn.Module:
     architecture: a file for another encoder is a ConfigError naming it."""
     from transformers import CLIPVisionModelWithProjection
 
-    from .sources import SAFE_SUFFIXES, warn_pickle
-
-    try:
-        if ref.path.name.lower().endswith(SAFE_SUFFIXES):
-            from safetensors.torch import load_file
-
-            weights: Any = load_file(str(ref.path))
-        else:
-            warn_pickle(ref.path, ENCODER_KEY)
-            weights = torch.load(ref.path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"config key '{ENCODER_KEY}': {ref.path} is not a readable checkpoint "
-                          f"({type(exc).__name__}: {exc}). To fix: re-download the image encoder.") from exc
+    weights = read_state_dict(ref.path, ENCODER_KEY)
     encoder = CLIPVisionModelWithProjection(_encoder_architecture(preset))
     try:
         encoder.load_state_dict(weights, strict=True)

@@ -24,7 +24,7 @@ import torch
 
 from .. import defaults
 from ..errors import ConfigError
-from .sources import KIND_WORDS, SAFE_SUFFIXES, checkpoint_kind, warn_pickle
+from .sources import KIND_WORDS, checkpoint_kind, read_checkpoint
 
 KEY = "model.ip_adapter"
 TOKENS = 4  # context tokens of the plain IP-Adapter's image projection
@@ -90,17 +90,7 @@ def split_state_dict(raw: dict[str, Any]) -> dict[str, dict[str, torch.Tensor]] 
 
 def read_ip_adapter_file(path: Path) -> dict[str, dict[str, torch.Tensor]]:
     """An IP-Adapter checkpoint file split into its two parts; ConfigError naming the file otherwise."""
-    try:
-        if path.name.lower().endswith(SAFE_SUFFIXES):
-            from safetensors.torch import load_file
-
-            raw: Any = load_file(str(path))
-        else:
-            warn_pickle(path, KEY)
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError(f"config key '{KEY}': {path} is not a readable checkpoint ({type(exc).__name__}: {exc}). "
-                          f"To fix: give a complete ip-adapter_sd15.safetensors (re-download it).") from exc
+    raw = read_checkpoint(path, KEY)
     parts = split_state_dict(raw) if isinstance(raw, dict) else None
     if parts is None:
         flat = list(raw) if isinstance(raw, dict) else []

@@ -102,18 +102,23 @@ def _not_a_checkpoint(path: Path, key: str, exc: BaseException) -> ConfigError:
                        f"folder, or a hub id.")
 
 
-def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
-    """All tensors of a checkpoint file on the CPU; a pickle warns first. ConfigError if unreadable."""
+def read_checkpoint(path: Path, key: str) -> Any:
+    """What a checkpoint file holds, loaded on the CPU (a pickle warns first, and loads weights
+    only); ConfigError naming the file and `key` if it cannot be read."""
     try:
         if path.name.lower().endswith(SAFE_SUFFIXES):
             from safetensors.torch import load_file
 
-            state: Any = load_file(str(path))
-        else:
-            warn_pickle(path, key)
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        warn_pickle(path, key)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to parse means the same thing to the user
         raise _not_a_checkpoint(path, key, exc) from exc
+
+
+def read_state_dict(path: Path, key: str) -> dict[str, torch.Tensor]:
+    """All tensors of a checkpoint file on the CPU; a pickle warns first. ConfigError if unreadable."""
+    state = read_checkpoint(path, key)
     while isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # Lightning-style checkpoints nest the weights
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)} if isinstance(state, dict) else {}
