@@ -2,6 +2,7 @@
 
     python tests/hooked.py cli LOG ARGS...     # sagvideo ARGS; each stage start appends "<pid> <stage>"
     python tests/hooked.py batch LOG ARGS...   # python -m sagvideo.batch ARGS; each job start appends "<id> <rank>"
+                                               # to LOG, each stage start "<pid> <stage>" to LOG.stages
 
 The fault-injection tests kill a run inside a given stage and the multi-rank tests count job
 executions from LOG; the production code carries no hooks. Lightning's DDP launcher re-runs
@@ -70,6 +71,7 @@ if __name__ == "__main__":
     command, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if command == "batch":
         hook_jobs(log)
+        hook_stages(f"{log}.stages")
         console_main(["batch", *args])
     hook_stages(log)
     console_main(args)

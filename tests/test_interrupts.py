@@ -65,15 +65,15 @@ def test_stylize_interrupted_at_any_moment_ends_clean(tmp_path, sig, stage):
     assert_clean_end(proc, sig, out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT])  # SIGTERM takes the same path (the stylize tests send both)
-def test_an_interrupted_batch_writes_its_summary_and_exits_by_the_signal(tmp_path, sig):
+@pytest.mark.parametrize("sig,stage", [(signal.SIGINT, "sampling"), (signal.SIGTERM, "write")])
+def test_an_interrupted_batch_writes_its_summary_and_exits_by_the_signal(tmp_path, sig, stage):
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text(f"- video: {ROOT / 'samples' / 'clip.mp4'}\n  style: {ROOT / 'samples' / 'style.png'}\n"
                     f"  prompt: x\n  config: {{video.frames: 2, sampling.steps: 3, video.size: 64}}\n")
     out = tmp_path / "out"
     log = tmp_path / "stages.log"
     proc = start(["batch", jobs, "-o", out, "--config", "tiny", "--accelerator", "cpu", "--devices", "1"], log)
-    wait_for(log, "clip", proc)  # the job (id "clip") has started
+    wait_for(Path(f"{log}.stages"), stage, proc)  # tests/hooked.py logs the batch's stages there
     proc.send_signal(sig)
     stdout, err = proc.communicate(timeout=180)
     assert proc.returncode == 128 + sig, (proc.returncode, err[-3000:])
