@@ -10,12 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .commandline import add_config_flags, config_from_flags, run_command
+from .commandline import add_config_flags, config_from_flags, console_entry, run_command
 from .console import configure_output
 from .defaults import GRADIENT_METHODS, IP_ADAPTER_MODES, SCHEMES
 from .method_registry import PIPELINE_METHODS
-from .signals import exit_now
-from .signals import install as install_signal_policy
 from .version import package_version
 
 # flag name -> config key; None values are "not given" and leave the config alone
@@ -243,27 +241,14 @@ def _print_done(report: dict, output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns its exit code (2 bad input, 1 failure, 130/143 interrupted)."""
-    from .signals import Interrupted, exit_code_of, interrupt_message
-
-    try:  # an interrupt can come while the parser is built (the batch and bench parts import lazily)
-        args = build_parser().parse_args(argv)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
-        return exit_code_of(exc)
+    args = build_parser().parse_args(argv)
     configure_output(verbose=getattr(args, "verbose", False))
     return run_command(args.handler, args)
 
 
 def console_main(argv: list[str] | None = None) -> None:
-    """The `sagvideo` command: the signal policy (`signals.py`), `main()`, then exit with its code.
-
-    After an interrupt (everything cleaned up by then) it leaves at once through `exit_now`.
-    """
-    install_signal_policy()
-    code = main(argv)
-    if code >= 128:
-        exit_now(code)
-    sys.exit(code)
+    """The `sagvideo` command: `main()` under the signal policy (`commandline.console_entry`)."""
+    console_entry(main, argv)
 
 
 if __name__ == "__main__":

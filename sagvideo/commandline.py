@@ -86,3 +86,20 @@ def out_of_memory_line(exc: BaseException) -> str:
     """The first line of torch's out-of-memory message (the rest is allocator advice)."""
     text = str(exc)
     return text.splitlines()[0] if text else ""
+
+
+def console_entry(main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> None:
+    """A console command: the signal policy (`signals.py`) first, then `main(argv)`, then exit
+    with its code. An interrupt anywhere, even while `main` is still importing, ends with one line
+    and 130 / 143, leaving at once through `exit_now` (everything is cleaned up by then)."""
+    from .signals import Interrupted, exit_code_of, exit_now, install, interrupt_message
+
+    install()
+    try:
+        code = main(argv)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
+        code = exit_code_of(exc)
+    if code >= 128:
+        exit_now(code)
+    sys.exit(code)

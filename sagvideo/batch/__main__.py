@@ -2,7 +2,14 @@
 
 import sys
 
-from ..cli import console_main
+from ..commandline import console_entry
+
+
+def _main(argv: list[str]) -> int:
+    from .run import main  # imported under the signal policy: an interrupt here ends cleanly too
+
+    return main(argv)
+
 
 if __name__ == "__main__":
-    console_main(["batch", *sys.argv[1:]])
+    console_entry(_main, sys.argv[1:])

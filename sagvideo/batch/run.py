@@ -251,9 +251,13 @@ def main_batch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sagvideo.batch ...`"""
+    from ..console import configure_output
+
     parser = add_batch_arguments(argparse.ArgumentParser(
         prog="sagvideo batch", description="Stylize many videos over GPUs and nodes; re-run to resume."))
-    return run_command(main_batch, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    configure_output(verbose=args.verbose)
+    return run_command(main_batch, args)
 
 
 if __name__ == "__main__":
