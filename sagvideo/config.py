@@ -46,6 +46,7 @@ class ModelConfig:
     clip_vision: str = defaults.DEFAULT_CLIP_VISION
     ip_adapter: str = defaults.DEFAULT_IP_ADAPTER  # SD 1.5 IP-Adapter: hub id, folder or .safetensors/.bin file
     image_encoder: str = defaults.DEFAULT_IMAGE_ENCODER  # its CLIP vision encoder: hub id or folder
+    loss_decoder: str = ""  # "" = the VAE (exact); a tiny autoencoder for the loss only: an approximation
     single_file_config: str = defaults.DEFAULT_BASE  # configs for single-file checkpoints (hub id or folder)
     loras: list = field(default_factory=list)  # "PATH" or "PATH:SCALE", image or motion LoRAs
     depth: str = "midas"  # "midas" (controlnet-aux), "tiny", or a transformers depth model id

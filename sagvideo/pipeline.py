@@ -41,6 +41,7 @@ from .levers import applied_levers
 from .memory_account import MemoryAccount
 from .method_registry import METHODS
 from .models.components import Components, alphas_cumprod_from_config
+from .models.loss_decoder import tiny_decode
 from .noise import initial_noise
 from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
@@ -319,6 +320,8 @@ class StylizePipeline:
                                  "steps_skipped": self.config.sampling.steps - len(sampled.timesteps)}
         if self.config.guidance.cond_only and sampled.records:
             report["guidance_note"] = COND_ONLY_NOTE
+        if self.config.model.loss_decoder and sampled.records:
+            report["loss_decoder"] = self.runtime.loss_decoder(self.config.model.loss_decoder)[1]
         if metrics is not None:
             report["metrics"] = metrics
         return StylizeResult(out, report, out, inputs.depth, _to_uint8(inputs.style))
@@ -347,6 +350,9 @@ class StylizePipeline:
         """E(x0_hat): decode frames in chunks of `guidance.decode_chunk`, Gram loss on CLIP features."""
         c, g = self.components, self.config.guidance
         frame_loss = GramStyleLoss(c.clip_vision, style, layer=g.layer)
+        if self.config.model.loss_decoder:  # an approximation: a small decoder's frames (models/loss_decoder.py)
+            decoder, _ = self.runtime.loss_decoder(self.config.model.loss_decoder)
+            return LatentStyleLoss(lambda z: tiny_decode(decoder, z).float(), frame_loss, chunk=g.decode_chunk)
         return LatentStyleLoss(lambda z: decode_frames(c, z).float(), frame_loss, chunk=g.decode_chunk)
 
     def _sampler(self, loss_fn: LatentStyleLoss | None) -> Callable[..., Any]:
@@ -400,4 +406,6 @@ class StylizePipeline:
         if tokens > c.tokenizer.model_max_length and c.preset != "tiny":  # tiny: byte tokens
             warnings.warn(f"the prompt is {tokens} tokens long; the text encoder reads only the first "
                           f"{c.tokenizer.model_max_length}. Shorten it to keep every word.", stacklevel=2)
+        if g.enabled and self.config.model.loss_decoder:
+            self.runtime.loss_decoder(self.config.model.loss_decoder)  # loaded and checked against the VAE before any work
         self._checked = (prompt, num_frames)

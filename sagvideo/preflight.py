@@ -103,6 +103,8 @@ def hub_models_needed(config: Any, *, video: bool, depth: bool, sampling: bool =
             wanted["model.vae"] = (m.vae, None)
         if video:
             wanted["model.motion_adapter"] = (m.motion_adapter, None)
+        if m.loss_decoder and m.loss_decoder != "tiny" and config.guidance.enabled:
+            wanted["model.loss_decoder"] = (m.loss_decoder, None)
         if config.ip_adapter.scale > 0:  # the image prompt: the adapter file and its encoder's folder
             wanted["model.ip_adapter"] = (m.ip_adapter, IP_ADAPTER_WEIGHT if m.ip_adapter == DEFAULT_IP_ADAPTER else None)
             wanted["model.image_encoder"] = (m.image_encoder, f"{IMAGE_ENCODER_SUBFOLDER}/*"

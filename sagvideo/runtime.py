@@ -39,6 +39,7 @@ class Runtime:
                               f"set model.cpu_offload: false, or run on a GPU (model.device: cuda).")
         self._components = components
         self._depth: Any = None
+        self._loss_decoders: dict[str, Any] = {}
         self._image_prompt: Any = None
 
     @classmethod
@@ -99,6 +100,15 @@ class Runtime:
 
             self._image_prompt = ImagePromptModels(self.model, self.components)
         return self._image_prompt
+
+    def loss_decoder(self, name: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+        """A job's `model.loss_decoder` (an `AutoencoderTiny`) and its report entry, loaded on first use
+        (a job setting: jobs of one runtime may ask for different ones)."""
+        if name not in self._loss_decoders:
+            from .models.loss_decoder import load_loss_decoder
+
+            self._loss_decoders[name] = load_loss_decoder(name, self.components)
+        return self._loss_decoders[name]
 
     def depth_estimator(self) -> Any:
         """The `model.depth` estimator (a `DepthEstimator`), loaded on first use."""
