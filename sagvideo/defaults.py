@@ -52,3 +52,8 @@ def guided_ns(start: float, end: float, num_steps: int, n: int, adaptive: bool) 
     if not adaptive or len(steps) < 2:
         return {i: n for i in steps}
     return {i: max(1, round(1 + (n - 1) * (steps[-1] - i) / (steps[-1] - steps[0]))) for i in steps}
+
+# Checkpoint files a model key may name (safetensors; the rest are pickles, loaded weights-only).
+SAFE_SUFFIXES = (".safetensors",)
+PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
+CHECKPOINT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES

@@ -16,10 +16,11 @@ from typing import Any, Iterable
 from .errors import InputError, ModelUnavailableError
 from .files import check_output_path
 from .guards import check_not_inputs, input_files
-from .defaults import DEFAULT_IMAGE_ENCODER, DEFAULT_IP_ADAPTER, IMAGE_ENCODER_SUBFOLDER, IP_ADAPTER_WEIGHT
+from .defaults import (
+    CHECKPOINT_SUFFIXES, DEFAULT_IMAGE_ENCODER, DEFAULT_IP_ADAPTER, IMAGE_ENCODER_SUBFOLDER, IP_ADAPTER_WEIGHT,
+)
 from .layout import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
 
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pth", ".pt", ".bin")  # paths, not hub ids
 MIDAS_REPO, MIDAS_FILE = "lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt"  # controlnet-aux's default
 
 

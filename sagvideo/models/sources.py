@@ -17,13 +17,11 @@ from typing import Any
 
 import torch
 
+from ..defaults import CHECKPOINT_SUFFIXES, PICKLE_SUFFIXES, SAFE_SUFFIXES  # noqa: F401 (re-exported)
 from ..errors import ConfigError
 from .hashing import DIGEST_CHARS, file_sha256, folder_sha256_16, hub_snapshot
 
 HUB, FOLDER, FILE = "hub", "folder", "file"
-SAFE_SUFFIXES = (".safetensors",)
-PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
-CHECKPOINT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES
 
 # What each kind from `checkpoint_kind` is, in words for error messages.
 KIND_WORDS = {
