@@ -21,14 +21,14 @@ import numpy as np
 
 from .config import MAX_SIZE, Config, load_config
 from .errors import ConfigError, InputError
-from .guards import OutputLock, clean_stale_temporaries, input_files
+from .outputs.guards import OutputLock, clean_stale_temporaries, input_files
 from .images import load_photo, load_style_image
-from .outputs import PreviewWriter, write_image_outputs, write_video_outputs
+from .outputs.writers import PreviewWriter, write_image_outputs, write_video_outputs
 from .preflight import check_image_outputs, check_video_outputs
-from .checks import check_frame_settings
-from .pipeline import StepCallback, StylizePipeline, StylizeResult, prompt_text
-from .report import Stopwatch
-from .runtime import Runtime
+from .pipeline.checks import check_frame_settings
+from .pipeline.stylize import StepCallback, StylizePipeline, StylizeResult, prompt_text
+from .pipeline.report import Stopwatch
+from .pipeline.runtime import Runtime
 from .video.depth import load_depth_dir
 from .video.frames import restore_size
 from .video.io import Clip, model_size_for, read_clip

@@ -214,8 +214,8 @@ def cmd_depth(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .api import read_video_clip
-    from .layout import OutputLayout
-    from .pipeline import StylizePipeline
+    from .outputs.names import OutputLayout
+    from .pipeline.stylize import StylizePipeline
     from .video.depth import depth_to_uint8
     from .video.write import write_frames_dir
 

@@ -15,11 +15,11 @@ from typing import Any, Iterable
 
 from .errors import InputError, ModelUnavailableError
 from .files import check_output_path
-from .guards import check_not_inputs, input_files
+from .outputs.guards import check_not_inputs, input_files
 from .defaults import (
     CHECKPOINT_SUFFIXES, DEFAULT_IMAGE_ENCODER, DEFAULT_IP_ADAPTER, IMAGE_ENCODER_SUBFOLDER, IP_ADAPTER_WEIGHT,
 )
-from .layout import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
+from .outputs.names import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
 
 MIDAS_REPO, MIDAS_FILE = "lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt"  # controlnet-aux's default
 

@@ -29,10 +29,10 @@ def append_line(path: str, text: str) -> None:
 
 
 def hook_stages(log: str) -> None:
-    import sagvideo.outputs
-    import sagvideo.report
+    import sagvideo.outputs.writers
+    import sagvideo.pipeline.report
 
-    stage = sagvideo.report.Stopwatch.stage
+    stage = sagvideo.pipeline.report.Stopwatch.stage
 
     @contextlib.contextmanager
     def logged_stage(self, name):
@@ -40,14 +40,14 @@ def hook_stages(log: str) -> None:
         with stage(self, name):
             yield
 
-    staging_dir = sagvideo.outputs.staging_dir
+    staging_dir = sagvideo.outputs.writers.staging_dir
 
     def logged_staging_dir(*args, **kwargs):  # the outputs are written into a staging folder
         append_line(log, f"{os.getpid()} write")
         return staging_dir(*args, **kwargs)
 
-    sagvideo.report.Stopwatch.stage = logged_stage
-    sagvideo.outputs.staging_dir = logged_staging_dir
+    sagvideo.pipeline.report.Stopwatch.stage = logged_stage
+    sagvideo.outputs.writers.staging_dir = logged_staging_dir
 
 
 def hook_jobs(log: str) -> None:

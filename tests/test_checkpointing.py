@@ -6,17 +6,17 @@ import pytest
 import torch
 
 from sagvideo.bench.memory_parts import measure_memory
-from sagvideo.cfg_split import SplitCFGEps, wants_split
+from sagvideo.pipeline.cfg_split import SplitCFGEps, wants_split
 from sagvideo.config import load_config
-from sagvideo.denoiser import ControlCache, DepthControlledEps, decode_frames
+from sagvideo.pipeline.denoiser import ControlCache, DepthControlledEps, decode_frames
 from sagvideo.guidance import GramStyleLoss, LatentStyleLoss, WindowedEps, context_windows, sag_gradient
-from sagvideo.levers import applied_levers
-from sagvideo.memory_account import SavedTensorLedger, network_weights
+from sagvideo.pipeline.levers import applied_levers
+from sagvideo.pipeline.memory_account import SavedTensorLedger, network_weights
 from sagvideo.models.checkpointing import all_checkpointed, checkpoint_targets, checkpointed
 from sagvideo.models.components import alphas_cumprod_from_config, tiny_components
 from sagvideo.models.presets import scheduler_config
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 
 FRAMES = 4
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-import sagvideo.pipeline as pipeline_module
+import sagvideo.pipeline.stylize as pipeline_module
 from sagvideo import load_config
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 
 
 @pytest.fixture(scope="module")

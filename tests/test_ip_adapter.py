@@ -12,15 +12,15 @@ from safetensors.torch import save_file
 
 from sagvideo.config import ModelConfig, load_config
 from sagvideo.method_registry import PIPELINE_METHODS as GUIDANCE_METHODS
-from sagvideo.denoiser import ControlCache, DepthControlledEps
+from sagvideo.pipeline.denoiser import ControlCache, DepthControlledEps
 from sagvideo.errors import ConfigError, InputError
 from sagvideo.guidance import sag_gradient
-from sagvideo.image_prompt import ImagePrompt, ImagePromptModels
+from sagvideo.pipeline.image_prompt import ImagePrompt, ImagePromptModels
 from sagvideo.models.components import tiny_components
 from sagvideo.models.hashing import file_sha256
 from sagvideo.models.ip_adapter import cross_attention_names, random_ip_adapter_weights
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 from sagvideo.video.depth import depth_to_control_image
 
 FRAMES = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)

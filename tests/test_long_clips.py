@@ -11,9 +11,9 @@ from sagvideo.api import stylize_image, stylize_to_files, stylize_video
 from sagvideo.cli import main
 from sagvideo.config import load_config
 from sagvideo.errors import ConfigError
-from sagvideo.noise import initial_noise
+from sagvideo.pipeline.noise import initial_noise
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 from sagvideo.video.io import probe_video, read_clip
 
 LONG = {"video.frames": 40, "sampling.steps": 3, "guidance.n": 1, "guidance.passes": 1,

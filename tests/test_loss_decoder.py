@@ -8,7 +8,7 @@ from sagvideo.config import load_config
 from sagvideo.errors import ConfigError
 from sagvideo.models.loss_decoder import NOTE, _random_tiny, tiny_decode
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 
 FAST = {"video.frames": 2, "sampling.steps": 3, "guidance.n": 2, "guidance.passes": 1, "output.metrics": False}
 FRAMES = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)

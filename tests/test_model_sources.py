@@ -17,9 +17,9 @@ import torch
 from safetensors.torch import save_file
 
 from sagvideo.config import ModelConfig, load_config
-from sagvideo.denoiser import decode_frames, encode_frames
+from sagvideo.pipeline.denoiser import decode_frames, encode_frames
 from sagvideo.errors import ConfigError
-from sagvideo.levers import applied_levers, set_memory_levers
+from sagvideo.pipeline.levers import applied_levers, set_memory_levers
 from sagvideo.models.checkpointing import all_checkpointed
 from sagvideo.models import hashing
 from sagvideo.models.components import save_components, tiny_components
@@ -27,8 +27,8 @@ from sagvideo.models.loading import load_components
 from sagvideo.models.loras import parse_lora
 from sagvideo.models.offload import enable_cpu_offload
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.report import base_report
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.report import base_report
+from sagvideo.pipeline.runtime import Runtime
 
 
 @pytest.fixture(autouse=True)
@@ -365,7 +365,7 @@ def test_memory_levers_change_memory_not_results(plain_run):
 
 
 def _attention(c):
-    from sagvideo.levers import attention_layers
+    from sagvideo.pipeline.levers import attention_layers
 
     return attention_layers(c)
 

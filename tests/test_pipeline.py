@@ -11,9 +11,9 @@ from PIL import Image
 from sagvideo.config import load_config
 from sagvideo.guidance import SAGParams
 from sagvideo.api import stylize_image, stylize_to_files, stylize_video
-from sagvideo.layout import OutputLayout
+from sagvideo.outputs.names import OutputLayout
 from sagvideo.models.checkpointing import all_checkpointed
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 from sagvideo.video.io import probe_video
 
 TINY = {"video.frames": 4, "sampling.steps": 5, "guidance.n": 2, "guidance.passes": 2}
@@ -136,12 +136,12 @@ def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, o
 
 
 def test_a_failure_after_the_video_is_written_leaves_nothing(fixtures, runtime, tmp_path, monkeypatch):
-    import sagvideo.outputs
+    import sagvideo.outputs.writers
 
     def broken_sheet(*args, **kwargs):
         raise OSError("disk full while writing the contact sheet")
 
-    monkeypatch.setattr(sagvideo.outputs, "contact_sheet", broken_sheet)
+    monkeypatch.setattr(sagvideo.outputs.writers, "contact_sheet", broken_sheet)
     config = load_config("tiny", {**TINY, "video.frames": 2, "sampling.steps": 1, "output.gif": True,
                                   "output.frames_dir": True})
     with pytest.raises(OSError, match="disk full"):

@@ -10,10 +10,10 @@ import torch
 
 from sagvideo.api import stylize_to_files
 from sagvideo.config import load_config
-from sagvideo.denoiser import ControlCache, DepthControlledEps
+from sagvideo.pipeline.denoiser import ControlCache, DepthControlledEps
 from sagvideo.models.checkpointing import all_checkpointed
 from sagvideo.pipeline import StylizePipeline
-from sagvideo.runtime import Runtime
+from sagvideo.pipeline.runtime import Runtime
 from sagvideo.video.depth import depth_to_control_image
 
 FAST = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.passes": 1}

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 from ..config import Config, load_config, merge
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
-from ..layout import OutputLayout
+from ..outputs.names import OutputLayout
 from .cost import estimate_cost
 
 # Read by ffmpeg/decord; the folder mode picks files with these suffixes.
@@ -246,7 +246,7 @@ def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mappi
 
 def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:
     """The frames the job selects exist, and its window settings fit the frame count."""
-    from ..checks import check_frame_settings
+    from ..pipeline.checks import check_frame_settings
     from ..video.io import model_size_for, select_span
 
     v = draft.config.video
@@ -342,7 +342,7 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
 
 def check_outputs_not_inputs(jobs: Sequence[BatchJob], outdir: str | os.PathLike, label: str = "the jobs") -> None:
     """JobFileError listing every job whose output file would be an input of any job (by file identity)."""
-    from ..guards import check_not_inputs, input_files
+    from ..outputs.guards import check_not_inputs, input_files
 
     inputs = [path for job in jobs for path in input_files(job.video, job.style)]
     problems = []

@@ -69,7 +69,7 @@ class StylizeJobsModule(pl.LightningModule):
         One set is kept: a job with other model settings replaces it. A load that failed is
         not retried for later jobs with the same settings (each would fail the same way).
         """
-        from ..runtime import Runtime
+        from ..pipeline.runtime import Runtime
 
         video = job.frames > 1  # one frame runs without the motion module
         key = repr((sorted(job.config.to_dict()["model"].items()), video))

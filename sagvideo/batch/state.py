@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..files import atomic_path
-from ..layout import DEPTH_CACHE_DIR
+from ..outputs.names import DEPTH_CACHE_DIR
 
 STATE_DIR = ".sagvideo"
 

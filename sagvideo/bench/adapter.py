@@ -29,7 +29,7 @@ def adapter_cost(runtime: Any, config: Any, frames: np.ndarray, style: torch.Ten
     """{"load_seconds", "embed_seconds", "weights_mb", "job_seconds_with", "job_seconds_without", "clock",
     "share"} for the pipeline of `config` on `frames` (F, H, W, 3) at model size."""
     from ..config import merge
-    from ..pipeline import StylizePipeline
+    from ..pipeline.stylize import StylizePipeline
 
     if config.ip_adapter.scale == 0:
         return {}

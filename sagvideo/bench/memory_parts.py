@@ -72,7 +72,7 @@ def _components(preset: str, device: str, dtype: str):
 
 
 def _ledger(c):
-    from ..memory_account import SavedTensorLedger, clip_modules, network_weights
+    from ..pipeline.memory_account import SavedTensorLedger, clip_modules, network_weights
 
     led = SavedTensorLedger(network_weights(c.unet, c.controlnet, c.vae, c.clip_vision))
     led.tag(c.unet, "unet_other")
@@ -102,7 +102,7 @@ def _vjp_row(c, lever: str, frames: int, size: tuple[int, int], backward: bool) 
     """Saved bytes of one UNet + ControlNet prediction with a graph (and its VJP when `backward`)."""
     import torch
 
-    from ..denoiser import ControlCache, DepthControlledEps
+    from ..pipeline.denoiser import ControlCache, DepthControlledEps
     from .memory import PeakMemory
 
     gen = torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 def _runtime(preset: str, config: Any, device: str):
     from ..models.components import random_components
-    from ..runtime import Runtime
+    from ..pipeline.runtime import Runtime
 
     if preset == "tiny":
         runtime = Runtime.from_config(config)
@@ -42,7 +42,7 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
     from ..api import read_video_clip
     from ..config import load_config
     from ..images import load_style_image
-    from ..pipeline import StylizePipeline
+    from ..pipeline.stylize import StylizePipeline
 
     settings = {"video.frames": frames, "sampling.steps": steps, "model.depth": "tiny",
                 "guidance.enabled": guided, "model.device": device, **overrides}

@@ -26,27 +26,27 @@ import numpy as np
 import torch
 
 from .checks import check_frame_settings
-from .config import Config
-from .defaults import MOTION_FRAME_LIMIT
-from .errors import ConfigError, InputError
+from ..config import Config
+from ..defaults import MOTION_FRAME_LIMIT
+from ..errors import ConfigError, InputError
 from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
-from .guidance import (
+from ..guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, StepCallback, WindowedEps, context_windows,
     ddim_timesteps, sample,
 )
 from .cfg_split import SplitCFGEps, wants_split
-from .guidance.ddim import estimate_grid
+from ..guidance.ddim import estimate_grid
 from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
 from .memory_account import MemoryAccount
-from .method_registry import METHODS
-from .models.components import Components, alphas_cumprod_from_config
-from .models.loss_decoder import tiny_decode
+from ..method_registry import METHODS
+from ..models.components import Components, alphas_cumprod_from_config
+from ..models.loss_decoder import tiny_decode
 from .noise import initial_noise
 from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
 from .runtime import Runtime
-from .video.depth import clip_depth, depth_to_control_image
+from ..video.depth import clip_depth, depth_to_control_image
 
 
 @dataclass
@@ -333,7 +333,7 @@ class StylizePipeline:
         Without source frames (an image from pure noise) the output stands in for the source:
         the temporal metrics are then undefined for F = 1 anyway.
         """
-        from .metrics import compute_metrics
+        from ..metrics import compute_metrics
 
         c = self.components
         return compute_metrics(

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator
 
 import torch
 
-from .models.checkpointing import checkpoint_targets
+from ..models.checkpointing import checkpoint_targets
 
 MB = 2**20
 

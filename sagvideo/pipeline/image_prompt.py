@@ -17,10 +17,10 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import Config, ModelConfig
-from .models.components import Components
-from .models.image_encoder import embed_image, load_image_prompt_models
-from .models.ip_adapter import IPAdapterLayers, attached
+from ..config import Config, ModelConfig
+from ..models.components import Components
+from ..models.image_encoder import embed_image, load_image_prompt_models
+from ..models.ip_adapter import IPAdapterLayers, attached
 
 
 def memory_saving(model: ModelConfig) -> bool:

@@ -23,8 +23,8 @@ from typing import Iterator
 
 import torch
 
-from .models.checkpointing import checkpointed
-from .models.components import Components
+from ..models.checkpointing import checkpointed
+from ..models.components import Components
 
 
 def attention_layers(components: Components) -> list[torch.nn.Module]:

@@ -15,16 +15,16 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .files import publish, staging_dir
-from .images import contact_sheet, write_image
-from .layout import OutputLayout
-from .metrics.plot import plot_run
-from .pipeline import StepCallback, StylizePipeline, StylizeResult
-from .report import TINY_LABEL, write_report
-from .video.depth import depth_to_uint8
-from .video.frames import ResizedFrames
-from .video.io import Clip
-from .video.write import write_frames_dir, write_gif, write_video
+from ..files import publish, staging_dir
+from ..images import contact_sheet, write_image
+from .names import OutputLayout
+from ..metrics.plot import plot_run
+from ..pipeline.stylize import StepCallback, StylizePipeline, StylizeResult
+from ..pipeline.report import TINY_LABEL, write_report
+from ..video.depth import depth_to_uint8
+from ..video.frames import ResizedFrames
+from ..video.io import Clip
+from ..video.write import write_frames_dir, write_gif, write_video
 
 GIF_MAX_SIDE = 512  # the GIF is a preview: its long side is capped, whatever the source size
 

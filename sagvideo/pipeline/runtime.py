@@ -16,14 +16,14 @@ from typing import Any
 
 import torch
 
-from .config import Config, ModelConfig
-from .errors import ConfigError
+from ..config import Config, ModelConfig
+from ..errors import ConfigError
 from .levers import set_memory_levers
-from .models.components import Components, resolve_device_dtype, tiny_components
-from .models.loading import load_components
-from .models.loras import apply_loras
-from .models.offload import enable_cpu_offload
-from .models.presets import ModelIds
+from ..models.components import Components, resolve_device_dtype, tiny_components
+from ..models.loading import load_components
+from ..models.loras import apply_loras
+from ..models.offload import enable_cpu_offload
+from ..models.presets import ModelIds
 
 
 class Runtime:
@@ -105,7 +105,7 @@ class Runtime:
         """A job's `model.loss_decoder` (an `AutoencoderTiny`) and its report entry, loaded on first use
         (a job setting: jobs of one runtime may ask for different ones)."""
         if name not in self._loss_decoders:
-            from .models.loss_decoder import load_loss_decoder
+            from ..models.loss_decoder import load_loss_decoder
 
             self._loss_decoders[name] = load_loss_decoder(name, self.components)
         return self._loss_decoders[name]
@@ -113,7 +113,7 @@ class Runtime:
     def depth_estimator(self) -> Any:
         """The `model.depth` estimator (a `DepthEstimator`), loaded on first use."""
         if self._depth is None:
-            from .video.depth import make_depth_estimator
+            from ..video.depth import make_depth_estimator
 
             self._depth = make_depth_estimator(self.model.depth, self.device)
         return self._depth

@@ -12,11 +12,11 @@ from typing import Any, Iterator
 
 import torch
 
-from .config import Config
-from .files import atomic_path
-from .method_registry import METHODS
-from .models.components import Components
-from .version import package_version
+from ..config import Config
+from ..files import atomic_path
+from ..method_registry import METHODS
+from ..models.components import Components
+from ..version import package_version
 
 TINY_LABEL = "tiny preset: random-weight models, the output shows the plumbing, not a real stylization"
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .guidance.frame_views import from_frames, to_frames
-from .guidance.windows import Span
-from .models.components import Components
+from ..guidance.frame_views import from_frames, to_frames
+from ..guidance.windows import Span
+from ..models.components import Components
 
 # Above this many bytes of embedded depth the embedding is recomputed per call instead of kept.
 CONTROL_CACHE_BYTES = 2 * 2**30

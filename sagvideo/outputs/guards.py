@@ -21,9 +21,9 @@ import socket
 from pathlib import Path
 from typing import Iterable
 
-from .errors import InputError
-from .files import staging_pattern, temp_file_pattern
-from .layout import OutputLayout
+from ..errors import InputError
+from ..files import staging_pattern, temp_file_pattern
+from .names import OutputLayout
 
 LOCK_DIR = ".sagvideo/locks"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .config import Config
-from .errors import ConfigError
-from .models.presets import motion_frame_limit
+from ..config import Config
+from ..errors import ConfigError
+from ..models.presets import motion_frame_limit
 
 
 def check_frame_settings(config: Config, num_frames: int) -> None:
