@@ -9,26 +9,26 @@ A prompt is optional everywhere: None (or blank) leaves the text condition empty
 image alone carries the look.
 
 Each reads and checks its inputs (settings first, before any model loads), runs
-`StylizePipeline`, and hands the arrays to `outputs.py`.
+`StylizePipeline`, and hands the result to the job's `outputs.JobFiles`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .config import MAX_SIZE, Config, load_config
 from .errors import ConfigError, InputError
-from .outputs.guards import OutputLock, clean_stale_temporaries, input_files
 from .images import load_photo, load_style_image
-from .outputs.writers import PreviewWriter, write_image_outputs, write_video_outputs
-from .preflight import check_image_outputs, check_video_outputs
+from .outputs.job import JobFiles
 from .pipeline.checks import check_frame_settings
-from .pipeline.stylize import StepCallback, StylizePipeline, StylizeResult, prompt_text
 from .pipeline.report import Stopwatch
 from .pipeline.runtime import Runtime
+from .pipeline.stylize import StylizePipeline, prompt_text
+from .results import StepCallback, StylizeResult
 from .video.depth import load_depth_dir
 from .video.frames import restore_size
 from .video.io import Clip, model_size_for, read_clip
@@ -44,31 +44,31 @@ def read_video_clip(video: str | os.PathLike, config: Config, *, for_sampling: b
 
 
 def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, depth_dir, cache_dir, seed,
-               on_step: StepCallback | None, progress: bool, preview: PreviewWriter | None = None
-               ) -> tuple[Clip, StylizeResult]:
+               on_step: StepCallback | None, progress: bool, files: JobFiles | None = None) -> StylizeResult:
     """Read, then run the pipeline; frames stay at model size (the caller restores the size).
 
-    A `preview` writer (which chains to `on_step`) decodes with the pipeline's VAE."""
+    With `files`, their live preview (which chains to `on_step`) decodes with the pipeline's VAE.
+    Returns a new result: the pipeline's, with the clip and the read time and input in its report."""
     clock = Stopwatch()
     with clock.stage("read"):
         clip = read_video_clip(video, config)
-        style_image = load_style_image(style)
         depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size) if depth_dir is not None else None
+        style_image = load_style_image(style)
     runtime = runtime or Runtime.from_config(config, video=len(clip.frames) > 1)
     pipe = StylizePipeline(runtime, config)
-    on_step = preview.bind(pipe) if preview is not None else on_step
+    if files is not None:
+        on_step = files.preview(pipe.decode, on_step)
     result = pipe(clip.frames, style_image, prompt, depth=depth, seed=seed, cache_dir=cache_dir, on_step=on_step,
                   progress=progress, kind="video")
-    result.clip = clip
-    result.report["seconds"] = {"read": clock.seconds["read"], **result.report["seconds"]}
-    result.report["input"] = {
+    report = {**result.report, "seconds": {"read": clock.seconds["read"], **result.report["seconds"]}}
+    report["input"] = {
         "video": str(clip.path.resolve()), "style": str(os.path.abspath(style)), "prompt": prompt_text(prompt) or None,
         "fps": str(clip.fps), "frame_indices": clip.indices, "source_size": list(clip.source_size),
         "model_size": list(clip.model_size), "has_audio": clip.has_audio,
         "rotation": clip.display.rotation if clip.display else 0,
         "sample_aspect": str(clip.display.sample_aspect) if clip.display else "1",
         "depth": str(depth_dir) if depth_dir is not None else runtime.model.depth}
-    return clip, result
+    return replace(result, report=report, clip=clip)
 
 
 def stylize_video(
@@ -85,37 +85,33 @@ def stylize_video(
     `on_step(i, t, x_t, x0_hat, loss)` to watch (return False to stop early).
     """
     config = config or load_config()
-    clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, cache_dir, seed, on_step, progress)
-    result.frames = restore_size(result.model_frames, clip.source_size)
-    return result
+    result = _run_video(video, style, prompt, config, runtime, depth_dir, cache_dir, seed, on_step, progress)
+    return replace(result, frames=restore_size(result.model_frames, result.clip.source_size))
 
 
 def stylize_to_files(
-    video: str | os.PathLike, style: str | os.PathLike, prompt: str | None, output: str | os.PathLike, *,
+    video: str | os.PathLike, style: str | os.PathLike, prompt: str | None, output: str | os.PathLike | JobFiles, *,
     config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
     report_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one job and write `output` (mp4), its companions and the report; returns the report.
 
+    `output` is a path, or the job's `JobFiles` made by the caller (their settings rule the files).
     Every output path is checked before any work; all files are staged in a hidden folder and
     renamed into place together, the report last, so a failure leaves no partial outputs. The
     depth maps are cached beside the output. `report_extra` entries are added to the report (the
     batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
     """
     config = config or load_config()
-    layout = check_video_outputs(output, config, input_files(video, style, folder=depth_dir))
-    with OutputLock(layout, wait=config.output.overwrite):
-        clean_stale_temporaries(layout)  # what a killed run on this output left
-        preview = PreviewWriter.maybe(layout, config, on_step)
-        try:
-            clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, layout.depth_cache, seed,
-                                      on_step, progress, preview)
-            result.report.update(report_extra or {})
-            return write_video_outputs(result, clip, layout, config.output, progress=progress)
-        finally:
-            if preview is not None:
-                preview.remove()
+    files = output if isinstance(output, JobFiles) else JobFiles.for_video(
+        output, config.output, video=video, style=style, depth_dir=depth_dir)
+    with files.check().open():
+        result = _run_video(video, style, prompt, config, runtime, depth_dir, files.layout.depth_cache, seed,
+                            on_step, progress, files)
+        if report_extra:
+            result = replace(result, report={**result.report, **report_extra})
+        return files.write_video(result, progress=progress)
 
 
 def image_size(config: Config, photo: np.ndarray | None, width: int | None, height: int | None) -> tuple[int, int]:
@@ -153,19 +149,19 @@ def stylize_image(
     image = result.model_frames
     if width is not None and image.shape[1:3] != (height, width):
         image = restore_size(image, (width, height))
-    result.frames = image[0]
-    result.report["input"] = {"prompt": prompt_text(prompt) or None, "style": str(os.path.abspath(style)),
-                              "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]}
-    return result
+    given = {"prompt": prompt_text(prompt) or None, "style": str(os.path.abspath(style)),
+             "depth_from": str(depth_from) if depth_from else None, "size": [image.shape[2], image.shape[1]]}
+    return replace(result, frames=image[0], report={**result.report, "input": given})
 
 
 def stylize_image_to_file(
-    prompt: str | None, style: str | os.PathLike, output: str | os.PathLike, *, config: Config | None = None,
-    **kwargs: Any
+    prompt: str | None, style: str | os.PathLike, output: str | os.PathLike | JobFiles, *,
+    config: Config | None = None, **kwargs: Any
 ) -> dict[str, Any]:
-    """`stylize_image` + the image file and its report, published together; returns the report."""
+    """`stylize_image` + the image file and its report, published together; returns the report.
+    `output`: a path, or the job's `JobFiles` made by the caller."""
     config = config or load_config("image")
-    layout = check_image_outputs(output, config, input_files(style, kwargs.get("depth_from")))
-    with OutputLock(layout, wait=config.output.overwrite):
-        clean_stale_temporaries(layout)
-        return write_image_outputs(stylize_image(prompt, style, config=config, **kwargs), layout)
+    files = output if isinstance(output, JobFiles) else JobFiles.for_image(
+        output, config.output, style=style, depth_from=kwargs.get("depth_from"))
+    with files.check().open():
+        return files.write_image(stylize_image(prompt, style, config=config, **kwargs))

@@ -184,12 +184,12 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     from .preflight import check_stylize
 
     config = config_from_args(args)
-    output = check_stylize(args, config).main  # before torch loads: a bad path answers at once
+    files = check_stylize(args, config)  # before torch loads: a bad path answers at once
     from .api import stylize_to_files
 
-    report = stylize_to_files(args.video, args.style, args.prompt, output, config=config,
+    report = stylize_to_files(args.video, args.style, args.prompt, files, config=config,
                               depth_dir=args.depth, progress=not args.quiet)
-    _print_done(report, output)
+    _print_done(report, files.main)
     return 0
 
 
@@ -197,10 +197,10 @@ def cmd_image(args: argparse.Namespace) -> int:
     from .preflight import check_image
 
     config = config_from_args(args, base="image")
-    check_image(args, config)  # before torch loads
+    files = check_image(args, config)  # before torch loads
     from .api import stylize_image_to_file
 
-    report = stylize_image_to_file(args.prompt, args.style, args.output, config=config, depth_from=args.depth_from,
+    report = stylize_image_to_file(args.prompt, args.style, files, config=config, depth_from=args.depth_from,
                                    width=args.width, height=args.height, progress=not args.quiet)
     _print_done(report, args.output)
     return 0
@@ -210,21 +210,17 @@ def cmd_depth(args: argparse.Namespace) -> int:
     from .preflight import check_depth
 
     config = config_from_args(args)
-    check_depth(args, config)  # before torch loads
-    import numpy as np
-
+    files = check_depth(args, config)  # before torch loads
     from .api import read_video_clip
-    from .outputs.names import OutputLayout
-    from .pipeline.stylize import StylizePipeline
+    from .pipeline import StylizePipeline
     from .video.depth import depth_to_uint8
-    from .video.write import write_frames_dir
 
-    clip = read_video_clip(args.video, config, for_sampling=False)
-    pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
-    depth = pipe.prepare_depth(clip.frames, cache_dir=OutputLayout.of(args.output).depth_cache,
-                               progress=not args.quiet)
-    gray = depth_to_uint8(depth)
-    write_frames_dir(np.repeat(gray[..., None], 3, -1), args.output, overwrite=config.output.overwrite, prefix="depth")
+    with files.open():
+        clip = read_video_clip(args.video, config, for_sampling=False)
+        pipe = StylizePipeline.from_config(config)  # loads only the depth estimator
+        depth = pipe.prepare_depth(clip.frames, cache_dir=files.layout.depth_cache, progress=not args.quiet)
+        gray = depth_to_uint8(depth)
+        files.write_depth_maps(gray)
     print(f"wrote {len(gray)} depth maps to {args.output} (depth_00000.png ...)")
     return 0
 

@@ -57,3 +57,8 @@ def guided_ns(start: float, end: float, num_steps: int, n: int, adaptive: bool) 
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".ckpt", ".pth", ".pt", ".bin")
 CHECKPOINT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES
+
+# File names a job's outputs may take (outputs/names.py derives the rest from the main output).
+DEPTH_CACHE_DIR = ".sagvideo-depth"  # estimated depth maps, cached beside the output
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")  # containers the video writer makes
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what `sagvideo image` writes

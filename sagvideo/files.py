@@ -7,12 +7,13 @@ into place only when complete, so a crash or Ctrl-C never leaves a half-written 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import InputError
 
@@ -122,6 +123,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
+    """`data` as indented JSON (UTF-8, non-ASCII kept) at `path`, atomically: readers see the old
+    file or the new one, never half."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool = False, *, folder_output: bool = False) -> Path:

@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import InputError, ModelUnavailableError
-from .files import check_output_path
-from .outputs.guards import check_not_inputs, input_files
 from .defaults import (
     CHECKPOINT_SUFFIXES, DEFAULT_IMAGE_ENCODER, DEFAULT_IP_ADAPTER, IMAGE_ENCODER_SUBFOLDER, IP_ADAPTER_WEIGHT,
 )
-from .outputs.names import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
+from .outputs.job import JobFiles
 
 MIDAS_REPO, MIDAS_FILE = "lllyasviel/Annotators", "dpt_hybrid-midas-501f0c75.pt"  # controlnet-aux's default
-
-
-def check_outputs(layout: OutputLayout, output: Any, *, video: bool) -> None:
-    """Every file the job will write can be written (and is new, unless `output.overwrite`)."""
-    suffixes = VIDEO_SUFFIXES if video else IMAGE_SUFFIXES
-    check_output_path(layout.main, overwrite=output.overwrite)
-    if layout.main.suffix.lower() not in suffixes:
-        what, hint = ("a video", " (add --gif for a GIF beside it)") if video else ("an image", "")
-        raise InputError(f"cannot write {what} to '{layout.main.name}': use a name ending in "
-                         f"{', '.join(suffixes)}{hint}.")
-    planned = layout.planned(output) if video else {"image": layout.main, "report": layout.report}
-    for name, path in planned.items():
-        check_output_path(path, overwrite=output.overwrite, folder_output=name == "frames_dir")
-    if video and output.preview:
-        check_output_path(layout.preview, overwrite=output.overwrite)
 
 
 def check_readable_file(path: str | os.PathLike, role: str, flag: str) -> Path:
@@ -65,22 +48,6 @@ def check_image_file(path: str | os.PathLike, role: str, flag: str) -> Path:
         raise InputError(f"cannot read {role} '{path}': it is not an image Pillow can open ({exc}). To fix: give "
                          f"{flag} a PNG or JPEG file.") from exc
     return path
-
-
-def check_video_outputs(output: str | os.PathLike, config: Any, inputs: Iterable[Path]) -> OutputLayout:
-    """A video job's outputs: none is an input (said first, whatever else is wrong), all writable."""
-    layout = OutputLayout.of(output)
-    check_not_inputs([*layout.planned(config.output).values(), layout.preview], inputs)
-    check_outputs(layout, config.output, video=True)
-    return layout
-
-
-def check_image_outputs(output: str | os.PathLike, config: Any, inputs: Iterable[Path]) -> OutputLayout:
-    """An image job's outputs: the image and its report, not an input, writable."""
-    layout = OutputLayout.of(output)
-    check_not_inputs([layout.main, layout.report], inputs)
-    check_outputs(layout, config.output, video=False)
-    return layout
 
 
 def _is_hub_id(name: str) -> bool:
@@ -158,31 +125,33 @@ def check_models_available(config: Any, *, video: bool, depth: bool, sampling: b
     raise ModelUnavailableError("\n".join(lines))
 
 
-def check_stylize(args: Any, config: Any) -> OutputLayout:
-    """`sagvideo stylize`: the video, style image and depth folder, the outputs, the models."""
+def check_stylize(args: Any, config: Any) -> JobFiles:
+    """`sagvideo stylize`: the outputs (none an input, all writable), the video, style image and
+    depth folder, the models; returns the job's files."""
     output = args.output or Path(args.video).with_name(f"{Path(args.video).stem}_sag.mp4")
-    layout = check_video_outputs(output, config, input_files(args.video, args.style, folder=args.depth))
+    files = JobFiles.for_video(output, config.output, video=args.video, style=args.style, depth_dir=args.depth).check()
     check_readable_file(args.video, "video file", "the video argument")
     check_image_file(args.style, "style image", "--style")
     if args.depth is not None and not Path(args.depth).expanduser().is_dir():
         raise InputError(f"Depth folder '{args.depth}' not found. To fix: give --depth a folder of one depth map "
                          f"per frame (from `sagvideo depth`).")
     check_models_available(config, video=True, depth=args.depth is None)
-    return layout
+    return files
 
 
-def check_image(args: Any, config: Any) -> None:
-    """`sagvideo image`: the style image, the photo for --depth-from, the output, the models."""
-    check_image_outputs(args.output, config, input_files(args.style, args.depth_from))
+def check_image(args: Any, config: Any) -> JobFiles:
+    """`sagvideo image`: the output, the style image, the photo for --depth-from, the models."""
+    files = JobFiles.for_image(args.output, config.output, style=args.style, depth_from=args.depth_from).check()
     check_image_file(args.style, "style image", "--style")
     if args.depth_from is not None:
         check_image_file(args.depth_from, "photo", "--depth-from")
     check_models_available(config, video=False, depth=args.depth_from is not None)
+    return files
 
 
-def check_depth(args: Any, config: Any) -> None:
-    """`sagvideo depth`: the video, the output folder, the depth model."""
-    check_not_inputs([args.output], input_files(args.video))
-    check_output_path(args.output, config.output.overwrite, folder_output=True)
+def check_depth(args: Any, config: Any) -> JobFiles:
+    """`sagvideo depth`: the output folder (not the video, writable), the video, the depth model."""
+    files = JobFiles.for_depth_maps(args.output, config.output, video=args.video).check()
     check_readable_file(args.video, "video file", "the video argument")
     check_models_available(config, video=False, depth=True, sampling=False)
+    return files

@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 from ..config import Config, load_config, merge
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
+from ..outputs.job import JobFiles
 from ..outputs.names import OutputLayout
 from .cost import estimate_cost
 
@@ -72,6 +73,11 @@ class BatchJob:
     def layout(self, outdir: str | os.PathLike) -> OutputLayout:
         """The files this job writes in `outdir`: `<id>.mp4`, its report, contact sheet, ..."""
         return OutputLayout.for_job(outdir, self.id)
+
+    def files(self, outdir: str | os.PathLike, settings: Any = None) -> JobFiles:
+        """This job's files in `outdir`, written with `settings` (an `OutputConfig`; default its own)."""
+        return JobFiles.for_video(self.layout(outdir).main, settings or self.config.output,
+                                  video=self.video, style=self.style)
 
 
 class JobFileError(InputError):
@@ -342,14 +348,12 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
 
 def check_outputs_not_inputs(jobs: Sequence[BatchJob], outdir: str | os.PathLike, label: str = "the jobs") -> None:
     """JobFileError listing every job whose output file would be an input of any job (by file identity)."""
-    from ..outputs.guards import check_not_inputs, input_files
-
-    inputs = [path for job in jobs for path in input_files(job.video, job.style)]
+    files = [job.files(outdir) for job in jobs]
+    inputs = [path for job_files in files for path in job_files.inputs]
     problems = []
-    for job in jobs:
-        layout = job.layout(outdir)
+    for job, job_files in zip(jobs, files):
         try:
-            check_not_inputs([*layout.planned(job.config.output).values(), layout.preview], inputs)
+            job_files.refuse_inputs(inputs)
         except InputError as exc:
             problems.append(f"{job.source or job.id}: {exc}")
     if problems:

@@ -89,17 +89,18 @@ class StylizeJobsModule(pl.LightningModule):
         """Run `job` through the pipeline; never raises for a job's own failure."""
         from ..api import stylize_to_files
 
-        rank = self.global_rank
-        outcome: dict[str, Any] = {"id": job.id, "rank": rank, "device": str(self.rank_device), "seed": job.seed,
-                                   "output": str(job.layout(self.state.outdir).main), "source": job.source}
         # The job is known unfinished, so files under its name are leftovers of an earlier attempt.
         config = merge(job.config, {"output.overwrite": True}, source=job.source)
+        files = job.files(self.state.outdir, config.output)
+        outcome: dict[str, Any] = {"id": job.id, "rank": self.global_rank, "device": str(self.rank_device),
+                                   "seed": job.seed, "output": str(files.main), "source": job.source}
         start = time.perf_counter()
         try:
+            extra = {"job_id": job.id, "job_fingerprint": job.fingerprint()}
+            runtime = self._runtime_for(job)
             with torch.enable_grad():  # predict runs under no_grad; SAG needs gradients
-                stylize_to_files(job.video, job.style, job.prompt, job.layout(self.state.outdir).main,
-                                 config=config, runtime=self._runtime_for(job), seed=job.seed, progress=False,
-                                 report_extra={"job_id": job.id, "job_fingerprint": job.fingerprint()})
+                stylize_to_files(job.video, job.style, job.prompt, files, config=config, runtime=runtime,
+                                 seed=job.seed, progress=False, report_extra=extra)
             outcome["status"] = "done"
         except torch.OutOfMemoryError as exc:
             if self.rank_device.type == "cuda":

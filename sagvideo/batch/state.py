@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..files import atomic_path
+from ..files import atomic_write_json
 from ..outputs.names import DEPTH_CACHE_DIR
 
 STATE_DIR = ".sagvideo"
@@ -70,8 +70,7 @@ class BatchState:
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         """Write `data` to `path` atomically (readers see the old file or the new one, never half)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_text(json.dumps(data, indent=2, sort_keys=False), encoding="utf-8")
+        atomic_write_json(path, data)
 
     @staticmethod
     def read_json(path: Path) -> dict[str, Any] | None:

@@ -137,13 +137,16 @@ class OutputLock:
         self.release()
 
 
-def clean_stale_temporaries(layout: OutputLayout) -> list[Path]:
-    """Remove staging folders and temporary files of this output's files left by killed runs.
+def clean_stale_temporaries(layout: OutputLayout, paths: Iterable[Path] | None = None) -> list[Path]:
+    """Remove staging folders and temporary files of this output's files (or of `paths`) left by
+    killed runs.
 
     Call only while holding the output's `OutputLock`: then no live run owns them.
     """
     removed = []
-    paths = (layout.main, layout.report, layout.contact_sheet, layout.plot, layout.gif, layout.frames_dir, layout.preview)
+    if paths is None:
+        paths = (layout.main, layout.report, layout.contact_sheet, layout.plot, layout.gif, layout.frames_dir,
+                 layout.preview)
     for path in paths:
         candidates = [*path.parent.glob(staging_pattern(path)), *path.parent.glob(temp_file_pattern(path))]
         for leftover in candidates:

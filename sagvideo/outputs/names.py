@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEPTH_CACHE_DIR = ".sagvideo-depth"
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")  # containers the video writer makes
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # what `sagvideo image` writes
+from ..defaults import DEPTH_CACHE_DIR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""A job's files: the video (or image), GIF, PNG frames, contact sheet, report, and the live preview.
+"""Writers of a job's files: the video (or image), GIF, PNG frames, contact sheet, plot and report.
 
 All of a job's files are written into a hidden staging folder and renamed into place together,
-the report (marked complete) last, so a failed or killed run leaves no partial outputs. Paths
-are checked before any model work. Frames are resized to the source size a chunk at a time
+the report (marked complete) last, so a failed or killed run leaves no partial outputs (`JobFiles`
+calls these once its paths are checked and locked). Frames are resized to the source size a chunk at a time
 while they are encoded, so a long clip is never held at full resolution.
 """
 
@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
-import torch
-
-from ..files import publish, staging_dir
+from ..files import atomic_write_json, publish, staging_dir
 from ..images import contact_sheet, write_image
 from .names import OutputLayout
 from ..metrics.plot import plot_run
-from ..pipeline.stylize import StepCallback, StylizePipeline, StylizeResult
-from ..pipeline.report import TINY_LABEL, write_report
+from ..results import StylizeResult
 from ..video.depth import depth_to_uint8
 from ..video.frames import ResizedFrames
 from ..video.io import Clip
@@ -66,7 +62,7 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
         if output.contact_sheet:
             contact_sheet({"input": list(clip.frames), "depth": list(depth_to_uint8(result.depth)),
                            "output": list(result.model_frames), "style": [result.style]},
-                          staged["contact_sheet"], note=TINY_LABEL if "label" in report else "",
+                          staged["contact_sheet"], note=report.get("label", ""),
                           frame_numbers=list(clip.indices))
         if output.plot:
             plot_run(staged["plot"], [r["loss"] for r in report["guided_steps"]],
@@ -79,7 +75,7 @@ def write_video_outputs(result: StylizeResult, clip: Clip, layout: OutputLayout,
         if width % 2 or height % 2:
             report["output_size_note"] = ("the source has an odd side; H.264 yuv420p needs even sides, so the "
                                           "last row/column is repeated once")
-        write_report(report, staged["report"])
+        atomic_write_json(staged["report"], report)  # the report last, marked complete
         _publish_all(staged, final)
     return report
 
@@ -91,38 +87,6 @@ def write_image_outputs(result: StylizeResult, layout: OutputLayout) -> dict[str
         staged = {name: stage / path.name for name, path in final.items()}
         write_image(result.frames, staged["image"])
         result.report.update(status="complete", outputs={"image": str(layout.main)})
-        write_report(result.report, staged["report"])
+        atomic_write_json(staged["report"], result.report)
         _publish_all(staged, final)
     return result.report
-
-
-class PreviewWriter:
-    """An `on_step` that writes the decoded clean estimate of a few frames every `every` steps.
-
-    The PNG (`layout.preview`) is replaced atomically each time, so a viewer never sees half an
-    image; it is a live view, removed when the run ends. Chains to the caller's own `on_step`.
-    """
-
-    def __init__(self, layout: OutputLayout, every: int, then: StepCallback | None = None, frames: int = 4):
-        self.path, self.every, self.then, self.count = layout.preview, every, then, frames
-        self.decode: Callable[[torch.Tensor], np.ndarray] | None = None
-
-    @classmethod
-    def maybe(cls, layout: OutputLayout, config: Any, then: StepCallback | None) -> "PreviewWriter | None":
-        """A writer when `output.preview` asks for one, else None."""
-        return cls(layout, config.output.preview, then) if config.output.preview else None
-
-    def bind(self, pipeline: StylizePipeline) -> "PreviewWriter":
-        """Decode with this pipeline's VAE."""
-        self.decode = pipeline.decode
-        return self
-
-    def __call__(self, i: int, t: int, x: torch.Tensor, x0_hat: torch.Tensor, loss: float | None) -> Any:
-        if self.decode is not None and (i + 1) % self.every == 0:
-            picks = np.linspace(0, x0_hat.shape[2] - 1, min(self.count, x0_hat.shape[2])).round().astype(int)
-            frames = self.decode(x0_hat[:, :, sorted(set(picks.tolist()))])
-            write_image(np.concatenate(list(frames), axis=1), self.path)  # atomic
-        return None if self.then is None else self.then(i, t, x, x0_hat, loss)
-
-    def remove(self) -> None:
-        self.path.unlink(missing_ok=True)

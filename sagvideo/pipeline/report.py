@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import resource
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
 from ..config import Config
-from ..files import atomic_path
 from ..method_registry import METHODS
 from ..models.components import Components
 from ..version import package_version
@@ -78,9 +75,3 @@ def base_report(config: Config, components: Components, seed: int, kind: str) ->
     if components.preset == "tiny":
         report["label"] = TINY_LABEL
     return report
-
-
-def write_report(report: dict[str, Any], path: Path) -> None:
-    """The report as indented JSON, atomically; callers write it last and mark it complete."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")

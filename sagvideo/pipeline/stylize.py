@@ -31,7 +31,7 @@ from ..defaults import MOTION_FRAME_LIMIT
 from ..errors import ConfigError, InputError
 from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
 from ..guidance import (
-    ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, StepCallback, WindowedEps, context_windows,
+    ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows,
     ddim_timesteps, sample,
 )
 from .cfg_split import SplitCFGEps, wants_split
@@ -40,6 +40,7 @@ from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
 from .memory_account import MemoryAccount
 from ..method_registry import METHODS
+from ..results import StepCallback, StylizeResult
 from ..models.components import Components, alphas_cumprod_from_config
 from ..models.loss_decoder import tiny_decode
 from .noise import initial_noise
@@ -73,19 +74,6 @@ class Sampled:
     stopped_at: int | None = None
     evaluations: dict[str, int] = field(default_factory=dict)
     levers: dict[str, Any] = field(default_factory=dict)  # the gradient's memory levers as they ran
-
-
-@dataclass
-class StylizeResult:
-    """frames: uint8 (F, H, W, 3) (model size from the pipeline; the source size from `api`);
-    model_frames: the same at model size; depth: (F, H, W) in [0, 1]; style: uint8 (h, w, 3)."""
-
-    frames: np.ndarray
-    report: dict[str, Any]
-    model_frames: np.ndarray | None = None
-    depth: np.ndarray | None = None
-    style: np.ndarray | None = None
-    clip: Any = None
 
 
 def sag_params(config: Config) -> SAGParams:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..files import atomic_dir, atomic_path, check_output_path
-from ..outputs.names import VIDEO_SUFFIXES  # the layout owns the file names
+from ..defaults import VIDEO_SUFFIXES
 from .ffmpeg import FFmpegError, ffmpeg_exe
 from .frames import ResizedFrames
 from .io import probe_video
