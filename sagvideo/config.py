@@ -110,7 +110,7 @@ class GuidanceConfig:
     layer: int = 3  # CLIP hidden_states index for the Gram loss
     decode_chunk: int = 1  # frames decoded per chunk in the loss backward
     cond_only: bool = False  # take the guidance gradient through the conditional branch only
-    # exact memory levers of the gradient (same result; see models/checkpointing.py, cfg_split.py):
+    # exact memory levers of the gradient (same result; see models/checkpointing.py, pipeline/cfg_split.py):
     gradient_checkpointing: bool = True  # every block of the UNet (motion modules too) and ControlNet
     decoder_checkpointing: bool = True  # every block of the VAE decoder in the loss
     cfg_split: bool | str = "auto"  # one CFG branch's VJP at a time: true | false | auto (CUDA, memory short)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..images import write_image
-from ..results import StepCallback
+
+if TYPE_CHECKING:
+    from ..results import StepCallback
 
 # latents (1, C, F', h, w) -> uint8 frames (F', H, W, 3): the pipeline's decoder, handed in
 Decode = Callable[[Any], np.ndarray]
@@ -21,7 +23,7 @@ class PreviewWriter:
     is a live view, removed when the run ends (`JobFiles.open`). Chains to the caller's `then`.
     """
 
-    def __init__(self, path: Path, every: int, decode: Decode, then: StepCallback | None = None, frames: int = 4):
+    def __init__(self, path: Path, every: int, decode: Decode, then: "StepCallback | None" = None, frames: int = 4):
         self.path, self.every, self.decode, self.then, self.count = path, every, decode, then, frames
 
     def __call__(self, i: int, t: int, x: Any, x0_hat: Any, loss: float | None) -> Any:
