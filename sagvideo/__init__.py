@@ -34,7 +34,7 @@ _LAZY = {
     "read_video_clip": "sagvideo.api",
     "load_style_image": "sagvideo.images",
     "StylizePipeline": "sagvideo.pipeline",
-    "StylizeResult": "sagvideo.pipeline.stylize",
+    "StylizeResult": "sagvideo.results",
     "Runtime": "sagvideo.pipeline.runtime",
     "load_config": "sagvideo.config",
     "Config": "sagvideo.config",

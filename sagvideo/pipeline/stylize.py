@@ -9,8 +9,8 @@
                           image_prompt=image_prompt)
     frames = pipe.decode(sampled.latents)                  # uint8 (F, H, W, 3)
 
-or all of it with `pipe(frames, style, prompt)`. Files stay outside: `api.py` reads inputs and
-writes outputs. An image is the same call with F = 1 (no motion module). Clips longer than
+or all of it with `pipe(frames, style, prompt)`. Files stay outside: `api.py` reads the inputs, and
+`outputs.JobFiles` writes the files. An image is the same call with F = 1 (no motion module). Clips longer than
 `video.window` frames are sampled through overlapping context windows (`guidance.windows`).
 """
 
