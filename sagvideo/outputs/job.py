@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator
 from ..errors import InputError
 from ..files import check_output_path
 from .guards import OutputLock, check_not_inputs, clean_stale_temporaries, input_files
-from .names import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputLayout
+from ..defaults import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from .names import OutputLayout
 
 if TYPE_CHECKING:
     from ..results import StepCallback, StylizeResult

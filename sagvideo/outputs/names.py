@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..defaults import DEPTH_CACHE_DIR, IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from ..defaults import DEPTH_CACHE_DIR
 
 
 @dataclass(frozen=True)
