@@ -414,7 +414,7 @@ def test_out_of_memory_is_recorded_with_a_fix_and_the_next_job_runs(tmp_path, mo
     real = sagvideo.api.stylize_to_files
 
     def oom_for_a(video, style, prompt, output, **kwargs):
-        if output.stem == "a":
+        if output.main.stem == "a":  # the batch hands over the job's JobFiles
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real(video, style, prompt, output, **kwargs)
 
