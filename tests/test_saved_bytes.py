@@ -4,9 +4,10 @@ them against what autograd saves, and where auto switches."""
 import pytest
 import torch
 
-from sagvideo.bench.memory_parts import _components, _loss_row, _vjp_row, meta_as_cpu
+from sagvideo.bench.memory_parts import _components, _fitting, _loss_row, _vjp_row, meta_as_cpu
 from sagvideo.config import load_config
 from sagvideo.errors import ConfigError
+from sagvideo.models.components import tiny_components
 from sagvideo.models.presets import unet2d_config, vae_config
 from sagvideo.models.saved_bytes import (
     AUTO_THRESHOLD_BYTES, MB, decoder_bytes, unet_vjp_bytes, wants_checkpointing,
@@ -55,3 +56,12 @@ def test_checkpointing_keys_take_true_false_auto_only(key):
     assert getattr(load_config("tiny", {f"guidance.{key}": False}).guidance, key) is False
     with pytest.raises(ConfigError, match=f"guidance.{key}"):
         load_config("tiny", {f"guidance.{key}": "sometimes"})
+
+
+def test_a_bench_memory_row_that_runs_out_of_gpu_memory_says_so_and_the_rest_run():
+    def too_big():
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    row = _fitting(tiny_components(seed=0), "unet+cn vjp", "none", too_big)
+    assert row["saved_mb"] is None and row["error"].startswith("out of memory")
+    assert _fitting(None, "p", "l", lambda: {"saved_mb": 1.0}) == {"saved_mb": 1.0}

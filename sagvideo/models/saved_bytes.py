@@ -13,12 +13,13 @@ cells and bytes per element (the saved bytes are linear in each: README, "Models
 * UNet + ControlNet, per CFG branch, frame and latent cell: `UNET_BYTES_PER_WIDTH` x the width
   sum_l C_l x layers_per_block / 4^l over the down levels l (block_out_channels C_l; level l has
   4^-l of the cells). SD 1.5 (width 1160) saves 5635 MB for 2 branches x 8 frames x 448 cells;
-  the tiny preset (width 48) is estimated at 59 MB at its defaults where 68 MB is counted.
+  the tiny preset (width 48) is estimated at 58 MB at its defaults (8 frames at 112x64 px, CFG)
+  where 68 MB is counted.
 * VAE decoder, per decoded frame and latent cell: `DECODER_BYTES_PER_WIDTH` x the width
   sum_i C_i x (layers_per_block + 1) x 4^i over the decoder's up blocks i (reversed
   block_out_channels; block i runs at 4^i times the latent cells). SD 1.5's (width 44544) saves
   622 MB for one frame of 448 cells; the tiny one (width 1696) is estimated at 5.9 MB where
-  6.2 MB is counted.
+  6.4 MB is counted (one 112x64 px frame).
 
 A UNet without motion modules or ControlNet saves less than estimated (the estimate errs toward
 checkpointing).
