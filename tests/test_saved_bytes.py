@@ -46,7 +46,8 @@ def test_auto_checkpoints_sd15_sizes_and_not_the_tiny_preset():
     # its decoder from 256x256 px in fp16 (745 MB a frame; 186 MB at 128x128 stays unchecked)
     assert wants_checkpointing("auto", decoder_bytes(vae_config("sd15"), 1, 32, 32, torch.float16))
     assert not wants_checkpointing("auto", decoder_bytes(vae_config("sd15"), 1, 16, 16, torch.float16))
-    assert wants_checkpointing("auto", AUTO_THRESHOLD_BYTES + 1) and not wants_checkpointing("auto", AUTO_THRESHOLD_BYTES)
+    assert wants_checkpointing("auto", AUTO_THRESHOLD_BYTES + 1)
+    assert not wants_checkpointing("auto", AUTO_THRESHOLD_BYTES)
     assert wants_checkpointing(True, 0) and not wants_checkpointing(False, 10**15)
 
 

@@ -166,7 +166,8 @@ class WindowedEps:
                 if self.on_window is not None:
                     self.on_window(len(group))
             else:
-                g = input_vjp(lambda leaf: self._predict(leaf, t, group)[0], self._gather(x.detach(), group), weighted)
+                windows_x = self._gather(x.detach(), group)
+                g = input_vjp(lambda leaf: self._predict(leaf, t, group)[0], windows_x, weighted)
             for j, w in enumerate(group):
                 out[:, :, slice(*self.windows.spans[w])] += g[j * b:(j + 1) * b].to(x.dtype)
         return out
