@@ -111,8 +111,9 @@ class GuidanceConfig:
     decode_chunk: int = 1  # frames decoded per chunk in the loss backward
     cond_only: bool = False  # take the guidance gradient through the conditional branch only
     # exact memory levers of the gradient (same result; see models/checkpointing.py, pipeline/cfg_split.py):
-    gradient_checkpointing: bool = True  # every block of the UNet (motion modules too) and ControlNet
-    decoder_checkpointing: bool = True  # every block of the VAE decoder in the loss
+    # true | false | auto (when the activations it saves are estimated above 256 MiB: models/saved_bytes.py)
+    gradient_checkpointing: bool | str = "auto"  # every block of the UNet (motion modules too) and ControlNet
+    decoder_checkpointing: bool | str = "auto"  # every block of the VAE decoder in the loss
     cfg_split: bool | str = "auto"  # one CFG branch's VJP at a time: true | false | auto (CUDA, memory short)
 
 
@@ -399,8 +400,10 @@ def validate(config: Config) -> None:
              f"and guidance.end must satisfy 0 <= start <= end <= 1, got {g.start}, {g.end}.")
     _in_range(g.layer, 1, 64, "guidance.layer")
     _in_range(g.decode_chunk, 1, 1024, "guidance.decode_chunk")
-    _require(isinstance(g.cfg_split, bool) or g.cfg_split == "auto", "guidance.cfg_split",
-             f"must be true, false or auto, got {g.cfg_split!r}.")
+    for key in ("cfg_split", "gradient_checkpointing", "decoder_checkpointing"):
+        value = getattr(g, key)
+        _require(isinstance(value, bool) or value == "auto", f"guidance.{key}",
+                 f"must be true, false or auto, got {value!r}.")
     _validate_ip_adapter(config.ip_adapter)
     _in_range(config.output.crf, 0, 51, "output.crf")
     _in_range(config.output.preview, 0, 1000, "output.preview")

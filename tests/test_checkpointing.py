@@ -178,12 +178,16 @@ def test_every_run_reports_its_memory_account_and_split_matches_joint():
     style = torch.rand(3, 48, 48, generator=torch.Generator().manual_seed(0))
     base = {"video.frames": 4, "sampling.steps": 4, "guidance.n": 2, "guidance.passes": 1, "output.metrics": False,
             "video.window": 3, "video.overlap": 1}
-    runs = {split: StylizePipeline(runtime, load_config("tiny", {**base, "guidance.cfg_split": split}))(
+    # the split run checkpoints everything; the joint one keeps the defaults (`auto`: off at this size)
+    on = {"guidance.gradient_checkpointing": True, "guidance.decoder_checkpointing": True}
+    runs = {split: StylizePipeline(runtime, load_config("tiny", {**base, "guidance.cfg_split": split,
+                                                                 **(on if split else {})}))(
         frames, style, "x") for split in (True, False)}
     memory = runs[True].report["memory"]
     assert memory["levers"] == {"gradient_checkpointing": True, "decoder_checkpointing": True, "cfg_split": True}
+    assert runs[False].report["memory"]["levers"] == {"gradient_checkpointing": False,
+                                                      "decoder_checkpointing": False, "cfg_split": False}
     assert {"depth", "unet_cn_forward", "unet_cn_vjp", "loss_backward", "decode"} <= set(memory["stages"])
     assert memory["saved_peak_mb"] > 0 and memory["saved_parts_at_peak_mb"]
-    assert runs[False].report["memory"]["levers"]["cfg_split"] is False
     assert np.abs(runs[True].frames.astype(int) - runs[False].frames.astype(int)).max() <= 1
     assert not all_checkpointed(runtime.components.unet)

@@ -124,7 +124,8 @@ def test_memory_levers_and_methods_run_through_the_pipeline(fixtures, runtime, o
         hook.remove()
     cond_only = overrides.get("guidance.cond_only", False)
     assert seen and {batch for batch, _ in seen} == ({1} if cond_only else {2})  # CFG doubles the batch
-    assert {ckpt for _, ckpt in seen} == {overrides.get("guidance.gradient_checkpointing", True)}  # on by default
+    # the default (auto) leaves the tiny networks' few megabytes unchecked
+    assert {ckpt for _, ckpt in seen} == {overrides.get("guidance.gradient_checkpointing", False)}
     assert not all_checkpointed(unet)  # undone after the job
     losses = [r["loss"] for r in result.report["guided_steps"]]
     assert losses and all(np.isfinite(losses))

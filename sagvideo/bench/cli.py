@@ -21,7 +21,7 @@ COLUMNS = {
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
     "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
                "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb",
-               "peak_mb", "vjp_peak_mb", "loss_peak_mb", "weights_mb"],
+               "peak_mb", "vjp_peak_mb", "loss_peak_mb", "weights_mb", "device", "error"],
 }
 DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0, "memory": 0}
 

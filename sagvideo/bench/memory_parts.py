@@ -175,14 +175,28 @@ def weights_mb(c, dtype_bytes: int) -> float:
     return total / MB
 
 
+def _fitting(c, part: str, lever: str, measure) -> dict[str, Any]:
+    """`measure()`'s row, or on a GPU that runs out of memory a row that says so (the rest still run)."""
+    import torch
+
+    try:
+        return measure()
+    except torch.OutOfMemoryError:
+        pass
+    torch.cuda.empty_cache()  # outside the handler: the failed row's tensors are released by now
+    return {"part": part, "lever": lever, "saved_mb": None, "error": f"out of memory on {c.device}"}
+
+
 def measure_memory(preset: str, frames: int, size: list[int], device: str, dtype: str) -> dict[str, Any]:
     """All lever rows for one preset x frames x size (W, H); see the module docstring."""
     c = _components(preset, device, dtype)
     backward = c.device.type != "meta"
     rows = []
     with meta_as_cpu():
-        rows += [_vjp_row(c, lever, frames, tuple(size), backward) for lever in UNET_LEVERS]
-        rows += [_loss_row(c, lever, tuple(size), backward) for lever in LOSS_LEVERS]
+        rows += [_fitting(c, "unet+cn vjp", lever, lambda: _vjp_row(c, lever, frames, tuple(size), backward))
+                 for lever in UNET_LEVERS]
+        rows += [_fitting(c, "loss, one frame", lever, lambda: _loss_row(c, lever, tuple(size), backward))
+                 for lever in LOSS_LEVERS]
     for row in rows:
         row.update(preset=preset, frames=frames, size=f"{size[0]}x{size[1]}", device=str(c.device),
                    dtype=str(c.dtype).replace("torch.", ""))
@@ -233,10 +247,14 @@ def bench_memory(args: argparse.Namespace) -> list[dict[str, Any]]:
             for short in args.size_px:
                 rows += run_child("memory", {"preset": preset, "frames": frames, "size": _size(short),
                                              "device": device, "dtype": args.dtype})["rows"]
-        # counted on meta unless a GPU measures it (16 frames at 512 px do not fit a CPU run)
-        target = run_child("memory", {"preset": preset, "frames": 16, "size": [512, 512],
-                                      "device": device if device.startswith("cuda") else "meta", "dtype": "float16"})
+        # counted on meta (16 frames at 512 px do not fit a CPU run; the counts are the same bytes),
+        # which the estimate uses; a GPU also measures the rows that fit it
+        target = run_child("memory", {"preset": preset, "frames": 16, "size": [512, 512], "device": "meta",
+                                      "dtype": "float16"})
         rows += target["rows"]
+        if device.startswith("cuda"):
+            rows += run_child("memory", {"preset": preset, "frames": 16, "size": [512, 512], "device": device,
+                                         "dtype": "float16"})["rows"]
         for name, levers in EXTRAPOLATED.items():
             rows.append({"preset": preset, "frames": 16, "size": "512x512", "dtype": "float16",
                          "part": "estimated GPU peak", "lever": name, **estimate_peak(target, **levers)})

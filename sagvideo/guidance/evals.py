@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..errors import NonFiniteError
 from .protocols import EpsFn, EpsWithVJP, Evaluation
+from .vjp import input_vjp
 
 NON_FINITE_FIX = ("Lower the guidance strength, use float32 (model.dtype: float32), or check the model "
                   "and loss for overflow.")
@@ -129,9 +130,7 @@ class CheckedEps:
             grad = self.eps_fn.vjp(x.detach(), t, v)
             self.cost.eps_evals_graph += 1
         else:
-            leaf = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                (grad,) = torch.autograd.grad(self(leaf, t, where), leaf, v)
+            grad = input_vjp(lambda leaf: self(leaf, t, where), x, v)
         self.cost.vjps += 1
         self.guard.watch(grad, f"the adjoint after the VJP of {where}")
         return grad

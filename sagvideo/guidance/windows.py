@@ -20,6 +20,8 @@ from typing import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
+from .vjp import input_vjp
+
 Span = tuple[int, int]  # frames [start, stop) of the clip
 # window_fn(x_windows (k*B, C, L, h, w), t, spans (k of them)) -> (eps, reference), both like x_windows
 WindowFn = Callable[[Tensor, int, Sequence[Span]], tuple[Tensor, Tensor]]
@@ -164,10 +166,8 @@ class WindowedEps:
                 if self.on_window is not None:
                     self.on_window(len(group))
             else:
-                leaf = self._gather(x.detach(), group).requires_grad_(True)
-                with torch.enable_grad():
-                    e, _ = self._predict(leaf, t, group)
-                (g,) = torch.autograd.grad(e, leaf, weighted.to(e.dtype))
+                windows_x = self._gather(x.detach(), group)
+                g = input_vjp(lambda leaf: self._predict(leaf, t, group)[0], windows_x, weighted)
             for j, w in enumerate(group):
                 out[:, :, slice(*self.windows.spans[w])] += g[j * b:(j + 1) * b].to(x.dtype)
         return out

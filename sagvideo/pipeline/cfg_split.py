@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from .denoiser import DepthControlledEps
+from ..guidance.vjp import input_vjp
 
 Span = tuple[int, int]
 
@@ -81,12 +82,8 @@ class SplitCFGEps:
         """`(d eps / d x)^T cotangent` for K windows x (K, C, L, h, w), one branch's graph at a time."""
         out = torch.zeros_like(x)
         for branch, weight in zip(self.single, self.weights):
-            leaf = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                pred, _ = branch.predict(leaf, t, spans)
-                (grad,) = torch.autograd.grad(pred, leaf, (weight * cotangent).to(pred.dtype))
-            del pred  # this branch's graph is gone before the next is built
-            out += grad
+            # this branch's graph is gone before the next is built
+            out += input_vjp(lambda leaf: branch.predict(leaf, t, spans)[0], x, weight * cotangent)
         return out
 
     def vjp(self, x: Tensor, t: int, cotangent: Tensor) -> Tensor:

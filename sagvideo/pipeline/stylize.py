@@ -43,6 +43,7 @@ from ..method_registry import METHODS
 from ..results import StepCallback, StylizeResult
 from ..models.components import Components, alphas_cumprod_from_config
 from ..models.loss_decoder import tiny_decode
+from ..models.saved_bytes import decoder_bytes, unet_vjp_bytes, wants_checkpointing
 from .noise import initial_noise
 from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
@@ -256,8 +257,13 @@ class StylizePipeline:
 
         generator = torch.Generator().manual_seed((seed + 1) % 2**64)  # time-travel noise; seed itself draws x_T
         adapter = image_prompt.attached(c) if image_prompt else contextlib.nullcontext()
-        levers = {"gradient_checkpointing": guiding and g.gradient_checkpointing,
-                  "decoder_checkpointing": guiding and g.decoder_checkpointing, "cfg_split": split}
+        # `auto` checkpoints what would save more than a threshold (models/saved_bytes.py)
+        cells, group = latents.shape[-2:], span * min(self.config.video.window_batch, len(windows.spans))
+        unet_bytes = unet_vjp_bytes(c.unet.config, 1 if split or g.cond_only else 2, group, *cells, c.dtype)
+        levers = {"gradient_checkpointing": guiding and wants_checkpointing(g.gradient_checkpointing, unet_bytes),
+                  "decoder_checkpointing": guiding and wants_checkpointing(
+                      g.decoder_checkpointing, decoder_bytes(c.vae.config, g.decode_chunk, *cells, c.dtype)),
+                  "cfg_split": split}
         with bar, applied_levers(c, gradient_checkpointing=levers["gradient_checkpointing"],
                                  decoder_checkpointing=levers["decoder_checkpointing"]), adapter:
             result = self._sampler(loss_fn)(eps_fn, latents, alphas, timesteps, loss_fn=loss_fn, params=params,
