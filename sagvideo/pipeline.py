@@ -254,7 +254,8 @@ class StylizePipeline:
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
         branches = (1,) if cfg_off(s.cfg_scale) else (0, 1)  # CFG off: the conditional branch alone
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
-                                 on_call=bar.on_call, branches=branches, image_embeds=image_prompt.embeds if image_prompt else None)
+                                 on_call=bar.on_call, branches=branches,
+                                 image_embeds=image_prompt.embeds if image_prompt else None)
         span = windows.spans[0][1] - windows.spans[0][0]
         split = (loss_fn is not None and not g.cond_only and len(branches) == 2
                  and wants_split(g.cfg_split, c.device, span, *latents.shape[-2:], c.dtype))
@@ -312,7 +313,8 @@ class StylizePipeline:
         with clock.stage("metrics"):
             metrics = self.measure(out, inputs.frames, inputs.depth, inputs.style) if self.config.output.metrics else None
         report = base_report(self.config, components, seed, kind)
-        report.update(sampler=describe_sampler(self.config, sampled.timesteps, sorted({r["index"] for r in sampled.records if "index" in r})),
+        guided_indices = sorted({r["index"] for r in sampled.records if "index" in r})
+        report.update(sampler=describe_sampler(self.config, sampled.timesteps, guided_indices),
                       guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
                       seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),

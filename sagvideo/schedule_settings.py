@@ -30,16 +30,18 @@ def check_scheduler(config: Any) -> None:
     """Refuse, naming the key, a combination the chosen scheduler cannot run (see the module doc)."""
     s, g = config.sampling, config.guidance
     if s.scheduler not in SCHEDULERS:
-        raise ConfigError(f"config key 'sampling.scheduler' must be one of {', '.join(SCHEDULERS)}, got {s.scheduler!r}.")
+        raise ConfigError(f"config key 'sampling.scheduler' must be one of {', '.join(SCHEDULERS)}, "
+                          f"got {s.scheduler!r}.")
     if s.scheduler == "euler" and s.timestep_spacing == "linspace":
-        raise ConfigError("config key 'sampling.timestep_spacing' is linspace, whose Euler timesteps fall between the "
-                          "training timesteps. To fix: set sampling.timestep_spacing=trailing (the AnimateDiff-Lightning "
-                          "recipe, as in --config lightning) or leading.")
+        raise ConfigError("config key 'sampling.timestep_spacing' is linspace, whose Euler timesteps fall between "
+                          "the training timesteps. To fix: set sampling.timestep_spacing=trailing (the "
+                          "AnimateDiff-Lightning recipe, as in --config lightning) or leading.")
     if s.scheduler != "lcm":
         return
     if s.steps > LCM_MAX_STEPS:
         raise ConfigError(f"config key 'sampling.steps' is {s.steps}, but the lcm scheduler's schedule has "
-                          f"{LCM_MAX_STEPS} points. To fix: use 4 to 8 steps (AnimateLCM's range), at most {LCM_MAX_STEPS}.")
+                          f"{LCM_MAX_STEPS} points. To fix: use 4 to 8 steps (AnimateLCM's range), "
+                          f"at most {LCM_MAX_STEPS}.")
     if not g.enabled:
         return
     if g.method != "sag":

@@ -105,7 +105,8 @@ def estimate_grid(t: int, n: int, alphas_cumprod: Tensor, coefficients: StepCoef
         if not points or s < points[-1]:
             points.append(s)
     alphas = tuple(float(alphas_cumprod[s]) for s in points) + (1.0,)
-    coefs = () if coefficients is None else tuple(coefficients(s, alphas[k], alphas[k + 1]) for k, s in enumerate(points))
+    coefs = () if coefficients is None else tuple(
+        coefficients(s, alphas[k], alphas[k + 1]) for k, s in enumerate(points))
     return EstimateGrid(tuple(points), alphas, coefs)
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..defaults import SCHEDULERS
+from ..defaults import SCHEDULERS  # noqa: F401 (re-exported)
 from .ddim import ddim_coefficients, ddim_timesteps, noise_like
 
 # LCMScheduler's settings for SD 1.5 LCMs (AnimateLCM): the distillation schedule's length, the

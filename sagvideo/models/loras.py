@@ -45,7 +45,8 @@ def _scale(entry: str, tail: str, head: str) -> float:
         scale = float(tail)
     except ValueError:
         raise ConfigError(f"config key '{KEY}' has the entry '{entry}': '{tail}' after the last ':' is not a "
-                          f"number (and '{entry}' is not a file). To fix: write PATH:SCALE with a number, e.g. '{head}:0.8'.") from None
+                          f"number (and '{entry}' is not a file). To fix: write PATH:SCALE with a number, "
+                          f"e.g. '{head}:0.8'.") from None
     if not math.isfinite(scale):
         raise ConfigError(f"config key '{KEY}' has the entry '{entry}' with scale {tail}. To fix: use a finite "
                           f"number, e.g. '{head}:0.8'.")
