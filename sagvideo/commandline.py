@@ -22,7 +22,8 @@ OUT_OF_MEMORY_FIX = ("To fix: use a smaller-GPU config (--config 12gb or 8gb), f
 def add_config_flags(parser: argparse.ArgumentParser, applies_to: str = "") -> None:
     """--config NAME|FILE (repeatable) and --set KEY=VALUE ... (`applies_to`: e.g. " to every job")."""
     parser.add_argument("--config", action="append", metavar="NAME|FILE",
-                        help="YAML config or a name in configs/ (video, image, tiny, 12gb, 8gb); repeatable")
+                        help="YAML config or a name in configs/ (video, image, tiny, 12gb, 8gb, lightning, lcm, "
+                             "tiny-lightning, tiny-lcm); repeatable")
     parser.add_argument("--set", action="extend", nargs="+", metavar="KEY=VALUE",
                         help=f"override any config key{applies_to}, e.g. --set guidance.n=8 video.size=768")
 

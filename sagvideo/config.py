@@ -21,6 +21,7 @@ import yaml
 from . import defaults
 from .errors import ConfigError
 from .method_registry import METHODS, PIPELINE_METHODS, deprecated_key
+from .schedule_settings import check_scheduler
 
 CONFIG_PACKAGE = "sagvideo"  # configs ship inside the package: sagvideo/configs/*.yaml
 MAX_SIZE = 4096  # pixels per side: beyond this SD 1.5 breaks down and memory explodes
@@ -91,6 +92,7 @@ class SamplingConfig:
     beta_start: float = defaults.ANIMATEDIFF_SCHEDULE["beta_start"]
     beta_end: float = defaults.ANIMATEDIFF_SCHEDULE["beta_end"]
     timestep_spacing: str = defaults.ANIMATEDIFF_SCHEDULE["timestep_spacing"]
+    scheduler: str = "ddim"  # ddim | euler (AnimateDiff-Lightning) | lcm (AnimateLCM); see schedule_settings.py
 
 
 @dataclass
@@ -405,5 +407,6 @@ def validate(config: Config) -> None:
         _require(isinstance(value, bool) or value == "auto", f"guidance.{key}",
                  f"must be true, false or auto, got {value!r}.")
     _validate_ip_adapter(config.ip_adapter)
+    check_scheduler(config)
     _in_range(config.output.crf, 0, 51, "output.crf")
     _in_range(config.output.preview, 0, 1000, "output.preview")

@@ -12,6 +12,8 @@ import math
 GRADIENT_METHODS = ("symplectic", "direct", "adjoint")
 # The ODE solver of the clean estimate (guidance/euler.py, guidance/heun.py).
 SCHEMES = ("euler", "heun")
+# The sampler a run steps with (guidance/schedulers.py): DDIM, Euler (AnimateDiff-Lightning), LCM (AnimateLCM).
+SCHEDULERS = ("ddim", "euler", "lcm")
 
 # Hub ids of the default networks (users may give local folders instead).
 DEFAULT_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"

@@ -44,7 +44,7 @@ def test_bad_keys_and_values_are_named(overrides, words):
 
 
 def test_missing_named_config_lists_the_known_ones(tmp_path):
-    with pytest.raises(ConfigError, match="12gb, 8gb, image, tiny, video"):
+    with pytest.raises(ConfigError, match="12gb, 8gb, image, lcm, lightning, tiny, tiny-lcm, tiny-lightning, video"):
         load_config("nope")
     bad = tmp_path / "bad.yaml"
     bad.write_text("guidance: [1, 2\n")

@@ -13,7 +13,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
-    "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
+    "pipeline": ["preset", "config", "frames", "guided", "size", "steps", "guided_steps", "network_evaluations",
+                 "branch_evaluations", "vjps", "evaluations_vs_first", "windows", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
                  "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
@@ -38,7 +39,7 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if args.steps is None:
+    if args.steps is None and not (args.what == "pipeline" and args.configs):  # configs bring their own steps
         args.steps = DEFAULT_STEPS[args.what]
     if args.what == "guidance":
         from .guidance import bench_guidance as bench
@@ -84,5 +85,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter-cost", dest="adapter_cost", action="store_true",
                    help="pipeline: also time each row without the image prompt, report its share and MB")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")
+    p.add_argument("--configs", nargs="+", metavar="NAME",
+                   help="pipeline: shipped configs (e.g. video lightning lcm) whose sampling and guidance sections run "
+                        "on the preset's networks, one row set each")
     p.add_argument("--json", help="write the rows here")
     p.set_defaults(handler=run_bench)

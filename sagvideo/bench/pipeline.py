@@ -4,6 +4,11 @@ Every row (preset x frames x guided or not) runs in a fresh child process. Peak 
 the run adds above the loaded networks: the CUDA allocator's peak, or the sampled resident size
 on CPU. Each row also carries the run's memory account (`memory`: peaks per stage and the bytes
 saved for backward per part, see `memory_account`); `saved_peak_mb` is its peak. The guided/unguided ratio of sampling time is computed within one run.
+
+`--configs NAME ...` adds a row set per shipped config: its `sampling` and `guidance` sections (the
+scheduler, steps, CFG, n, ...) on the preset's networks, its own steps unless `--steps` is given.
+Each row counts its network evaluations (window calls; `branch_evaluations` counts CFG branches)
+and VJPs; guided rows carry their evaluations over the first config's (`evaluations_vs_first`).
 """
 
 from __future__ import annotations
@@ -30,8 +35,33 @@ def _runtime(preset: str, config: Any, device: str):
     return runtime
 
 
-def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px: int, device: str,
-                     video: str, style: str, overrides: dict[str, Any], adapter: bool = False) -> dict[str, Any]:
+def config_sections(name: str | None) -> dict[str, Any]:
+    """The `sampling` and `guidance` sections of shipped config `name` as overrides ({} for None)."""
+    import dataclasses
+
+    from ..config import load_config
+
+    if name is None:
+        return {}
+    named = load_config(name)
+    return {"sampling": dataclasses.asdict(named.sampling), "guidance": dataclasses.asdict(named.guidance)}
+
+
+def _costs(report: dict[str, Any], config: Any) -> dict[str, Any]:
+    """Network evaluations (window calls and CFG branches) and VJPs of one run, with its sampler."""
+    from ..schedule_settings import cfg_off
+
+    calls = report["evaluations"]["window_evaluations"]
+    branches = 1 if cfg_off(config.sampling.cfg_scale) else 2
+    vjps = sum(r.get("cost", {}).get("vjps", 0) for r in report["guided_steps"])
+    return {"scheduler": config.sampling.scheduler, "cfg_scale": config.sampling.cfg_scale, "n": config.guidance.n,
+            "guided_steps": report["sampler"]["guided_steps"], "network_evaluations": calls,
+            "branch_evaluations": calls * branches, "vjps": vjps}
+
+
+def measure_pipeline(preset: str, frames: int, steps: int | None, guided: bool, size_px: int, device: str,
+                     video: str, style: str, overrides: dict[str, Any], adapter: bool = False,
+                     config_name: str | None = None) -> dict[str, Any]:
     """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations,
     the image prompt's load + embedding seconds and MB; with `adapter`, its share of a job's time
     once loaded (see `adapter.adapter_cost`)."""
@@ -44,8 +74,10 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
     from ..images import load_style_image
     from ..pipeline.stylize import StylizePipeline
 
-    settings = {"video.frames": frames, "sampling.steps": steps, "model.depth": "tiny",
+    settings = {**config_sections(config_name), "video.frames": frames, "model.depth": "tiny",
                 "guidance.enabled": guided, "model.device": device, **overrides}
+    if steps is not None:
+        settings["sampling.steps"] = steps
     if preset != "tiny":
         settings["video.size"] = size_px
     config = load_config("tiny" if preset == "tiny" else None, settings)
@@ -61,7 +93,8 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
     on = rep["ip_adapter"].get("enabled", True)
     seconds = rep["seconds"]
     work = seconds["sampling"] + seconds["decode"] + seconds.get("depth", 0.0)
-    return {"preset": preset, "frames": frames, "guided": guided, "size": list(clip.model_size), "steps": steps,
+    return {"preset": preset, "config": config_name, "frames": frames, "guided": guided, "size": list(clip.model_size),
+            "steps": config.sampling.steps, **_costs(rep, config),
             "windows": rep["windows"]["count"], "guided_passes": len(rep["guided_steps"]),
             "seconds_per_frame": round(work / frames, 4), "sampling_seconds": seconds["sampling"],
             "seconds": seconds, "peak_mem_mb": round(mem.peak_mb, 1), "peak_memory": rep["peak_memory"],
@@ -81,15 +114,22 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
     presets = args.presets or ["tiny"]
     rows = []
     for preset in presets:
-        for frames in args.frames:
-            for guided in ([True, False] if args.ratio else [True]):
-                rows.append(run_child("pipeline", {
-                    "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
-                    "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
-                    "overrides": overrides, "adapter": args.adapter_cost}))
+        for name in getattr(args, "configs", None) or [None]:
+            for frames in args.frames:
+                for guided in ([True, False] if args.ratio else [True]):
+                    rows.append(run_child("pipeline", {
+                        "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
+                        "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
+                        "overrides": overrides, "adapter": args.adapter_cost, "config_name": name}))
     for row in rows:
-        twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
-                     and not r["guided"]), None)
+        def same(r: dict[str, Any], **kw: Any) -> bool:
+            return (r["preset"] == row["preset"] and r["frames"] == row["frames"]
+                    and all(r[k] == v for k, v in kw.items()))
+
+        twin = next((r for r in rows if same(r, config=row["config"], guided=False)), None)
         if row["guided"] and twin is not None:
             row["guided_over_unguided"] = round(row["sampling_seconds"] / twin["sampling_seconds"], 2)
+        first = next((r for r in rows if same(r, guided=row["guided"])), None)
+        if row["config"] is not None and first is not None:
+            row["evaluations_vs_first"] = round(row["branch_evaluations"] / first["branch_evaluations"], 3)
     return rows

@@ -9,13 +9,14 @@ from .loop import (
     GuidedStep, GuidedStepRecord, SAGParams, SampleResult, StepCallback, ddim_sample, rms, run_loop, step_size,
     travel,
 )
+from .schedulers import SCHEDULERS, Sampler
 from .windows import ContextWindows, WindowedEps, blend_weights, context_windows
 from .methods.sag import guided_step, sample  # SAG's sampler; with no loss, plain DDIM
 
 __all__ = [
     "METHODS", "SCHEMES", "CheckedEps", "ContextWindows", "EpsWithVJP", "EstimateGrid", "Evaluation",
     "FiniteGuard", "GradientCost", "GradientResult", "GramStyleLoss", "GuidedStep", "GuidedStepRecord",
-    "LatentStyleLoss", "LossWithGradient", "ReferencedEps", "SAGParams", "SampleResult", "StepCallback", "WindowedEps",
+    "LatentStyleLoss", "LossWithGradient", "ReferencedEps", "SAGParams", "SCHEDULERS", "Sampler", "SampleResult", "StepCallback", "WindowedEps",
     "blend_weights", "clean_estimate", "context_windows", "ddim_sample", "ddim_step", "ddim_timesteps", "estimate_grid",
     "gradient", "gram", "guided_step", "loss_and_lambda", "predict_x0", "renoise", "rms", "run_loop", "sag_gradient",
     "sample", "step_size", "travel",

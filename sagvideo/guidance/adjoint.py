@@ -22,6 +22,7 @@ from .euler import euler_backward, euler_forward
 from .evals import CheckedEps, FiniteGuard, GradientCost
 from .heun import heun_backward, heun_forward
 from .protocols import EpsFn, Evaluation, LossFn, LossWithGradient
+from .schedulers import Sampler
 
 METHODS = GRADIENT_METHODS
 _FORWARD = {"euler": euler_forward, "heun": heun_forward}
@@ -163,15 +164,26 @@ def _continuous_adjoint(eps: CheckedEps, x_t, grid: EstimateGrid, loss_fn, schem
     return GradientResult(adj / math.sqrt(grid.alphas[0]), loss, x0)
 
 
+def sampler_grid(t: int, n: int, alphas_cumprod: Tensor, sampler: Sampler | None) -> EstimateGrid:
+    """The estimate's grid from timestep t: DDIM steps, or `sampler`'s own when its step is not DDIM's."""
+    own = sampler is not None and not sampler.steps_like_ddim
+    return estimate_grid(t, n, alphas_cumprod, sampler.coefficients if own else None)
+
+
 def gradient(
     eps: CheckedEps, x_t: Tensor, t: int, alphas_cumprod: Tensor, loss_fn: LossFn, *,
-    n: int, method: str, scheme: str, first: Evaluation | None = None,
+    n: int, method: str, scheme: str, first: Evaluation | None = None, sampler: Sampler | None = None,
 ) -> GradientResult:
     """`sag_gradient` for callers that hold a `CheckedEps` (and so its costs and finiteness flags).
 
-    Nothing is checked for finiteness here: the caller runs `eps.guard.check()` once per pass.
+    The estimate chains `sampler`'s deterministic steps (default DDIM; LCM's boundary-condition
+    steps under `lcm`, Euler only). Nothing is checked for finiteness here: the caller runs
+    `eps.guard.check()` once per pass.
     """
-    grid = estimate_grid(t, n, alphas_cumprod)
+    grid = sampler_grid(t, n, alphas_cumprod, sampler)
+    if grid.coefficients and (scheme != "euler" or method == "adjoint"):
+        raise ValueError(f"the {sampler.name} sampler's clean estimate has Euler steps and an exact gradient only: "
+                         f"use scheme='euler' and method 'symplectic' or 'direct' (got {scheme!r}, {method!r}).")
     if first is not None and first.eps.shape != x_t.shape:
         raise ValueError(f"the first prediction has shape {tuple(first.eps.shape)}, expected x_t's {tuple(x_t.shape)}.")
     run = {"symplectic": symplectic_gradient, "direct": direct_gradient, "adjoint": _continuous_adjoint}[method]
@@ -192,6 +204,7 @@ def sag_gradient(
     scheme: str = "euler",
     first: Evaluation | Tensor | None = None,
     cost: GradientCost | None = None,
+    sampler: Sampler | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gradient of `loss_fn(x0_hat)` w.r.t. `x_t`, x0_hat the n-step clean estimate from `(x_t, t)`.
 
@@ -208,6 +221,7 @@ def sag_gradient(
         first: the prediction at (x_t, t) if the caller already has it: a tensor, or an
             `Evaluation` whose graph (if any) the first VJP reuses. Saves one evaluation.
         cost: a `GradientCost` to add the evaluation and VJP counts to.
+        sampler: whose steps the estimate chains (default DDIM; see `guidance.schedulers`).
 
     Cost (symplectic, Euler): 2n - 1 evaluations and n VJPs; the last evaluation of the forward
     keeps its graph for the first VJP, so one graph is alive at a time. An `EpsWithVJP` keeps
@@ -220,17 +234,19 @@ def sag_gradient(
     eps = CheckedEps(eps_fn, cost if cost is not None else GradientCost())
     if isinstance(first, Tensor):
         first = Evaluation(x_t, first.detach())
-    result = gradient(eps, x_t, t, alphas_cumprod, loss_fn, n=n, method=method, scheme=scheme, first=first)
+    result = gradient(eps, x_t, t, alphas_cumprod, loss_fn, n=n, method=method, scheme=scheme, first=first,
+                      sampler=sampler)
     eps.guard.check()
     return result.grad, result.loss
 
 
 def clean_estimate(
-    eps_fn: EpsFn, x_t: Tensor, t: int, alphas_cumprod: Tensor, *, n: int = 1, scheme: str = "euler"
+    eps_fn: EpsFn, x_t: Tensor, t: int, alphas_cumprod: Tensor, *, n: int = 1, scheme: str = "euler",
+    sampler: Sampler | None = None,
 ) -> Tensor:
     """The n-step clean estimate x0_hat from `(x_t, t)` (shape of x_t); differentiable under grad."""
     t = _check_inputs(x_t, t, alphas_cumprod, lambda x: x, n, "direct", scheme)
     eps = CheckedEps(eps_fn, GradientCost())
-    x0, _, _ = _FORWARD[scheme](eps, x_t, estimate_grid(t, n, alphas_cumprod))
+    x0, _, _ = _FORWARD[scheme](eps, x_t, sampler_grid(t, n, alphas_cumprod, sampler))
     eps.guard.check()
     return x0

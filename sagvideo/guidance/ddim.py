@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -70,6 +71,11 @@ class EstimateGrid:
 
     timesteps: tuple[int, ...]
     alphas: tuple[float, ...]
+    coefficients: tuple[tuple[float, float], ...] = ()  # (A_k, B_k) of step k: x' = A_k x + B_k eps
+
+    def step_coefficients(self, k: int) -> tuple[float, float]:
+        """(A, B) of step k of the estimate: the sampler's, else DDIM's."""
+        return self.coefficients[k] if self.coefficients else ddim_coefficients(self.alphas[k], self.alphas[k + 1])
 
     @property
     def n(self) -> int:
@@ -80,8 +86,14 @@ class EstimateGrid:
         return self.timesteps[k] if k < self.n else None
 
 
-def estimate_grid(t: int, n: int, alphas_cumprod: Tensor) -> EstimateGrid:
+# coefficients(t, a, a_next) -> (A, B): a sampler's step `A x + B eps` (guidance/schedulers.py)
+StepCoefficients = Callable[[int, float, float], "tuple[float, float]"]
+
+
+def estimate_grid(t: int, n: int, alphas_cumprod: Tensor, coefficients: StepCoefficients | None = None) -> EstimateGrid:
     """Evenly spaced evaluation timesteps `round(t (n - k) / n)`, k = 0..n-1, then the clean end.
+
+    `coefficients` (default DDIM's) are the steps of the chain between them, e.g. LCM's.
 
     We count evaluations (n = 1 is the one-step estimate) and end at the clean image; the
     authors' code counts grid points and stops at t = 10. When t is too small for n distinct
@@ -93,7 +105,9 @@ def estimate_grid(t: int, n: int, alphas_cumprod: Tensor) -> EstimateGrid:
         if not points or s < points[-1]:
             points.append(s)
     alphas = tuple(float(alphas_cumprod[s]) for s in points) + (1.0,)
-    return EstimateGrid(tuple(points), alphas)
+    coefs = () if coefficients is None else tuple(
+        coefficients(s, alphas[k], alphas[k + 1]) for k, s in enumerate(points))
+    return EstimateGrid(tuple(points), alphas, coefs)
 
 
 def ddim_timesteps(num_train_timesteps: int, num_steps: int, offset: int = 1, spacing: str = "leading") -> list[int]:

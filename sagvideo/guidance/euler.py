@@ -1,10 +1,14 @@
-"""The DDIM/Euler n-step clean estimate and its symplectic (exact, one-graph) backward."""
+"""The DDIM/Euler n-step clean estimate and its symplectic (exact, one-graph) backward.
+
+Any chain of steps `x' = A_k x + B_k eps(x, s_k)` runs here: DDIM's, or another sampler's
+(`EstimateGrid.coefficients`, e.g. LCM's); the backward is exact for whichever it is.
+"""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from .ddim import EstimateGrid, ddim_coefficients, ddim_step
+from .ddim import EstimateGrid
 from .evals import CheckedEps
 from .protocols import Evaluation
 
@@ -27,7 +31,8 @@ def euler_forward(
         e, held = eps.predict(x, grid.timesteps[k], f"estimate step {k}", keep_graph=last,
                               first=first if k == 0 else None)
         kept = held if last else kept
-        x = ddim_step(x, e, grid.alphas[k], grid.alphas[k + 1])
+        coef_x, coef_eps = grid.step_coefficients(k)
+        x = coef_x * x + coef_eps * e
     return x, checkpoints, kept
 
 
@@ -36,13 +41,13 @@ def euler_backward(
 ) -> Tensor:
     """Symplectic-Euler adjoint: `lambda_k = A_k lambda_{k+1} + J_k^T (B_k lambda_{k+1})`, k = n-1..0.
 
-    With `step_k(x) = A_k x + B_k eps(x, s_k)` (`ddim_coefficients`). Each step is re-run from its
+    With `step_k(x) = A_k x + B_k eps(x, s_k)` (`grid.step_coefficients`). Each step is re-run from its
     checkpoint with a graph and differentiated once (the last one from `kept` when the forward
     kept it), so one network graph is alive at a time, and the result equals backprop through
     the discrete steps up to round-off. `lam` is dE/dx0_hat; returns dE/dx_{s_0} (shapes of x).
     """
     for k in reversed(range(grid.n)):
-        coef_x, coef_eps = ddim_coefficients(grid.alphas[k], grid.alphas[k + 1])
+        coef_x, coef_eps = grid.step_coefficients(k)
         reuse = kept if k == grid.n - 1 else None
         lam = coef_x * lam + eps.vjp(checkpoints[k], grid.timesteps[k], coef_eps * lam, f"estimate step {k}", reuse)
     return lam

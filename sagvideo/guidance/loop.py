@@ -19,9 +19,10 @@ from torch import Tensor
 
 from ..defaults import GRADIENT_METHODS, SCHEMES, guided_indices, guided_ns
 from ..method_registry import METHODS
-from .ddim import alpha_at, ddim_step, predict_x0, renoise
+from .ddim import alpha_at, renoise
 from .evals import FiniteGuard, GradientCost
 from .protocols import EpsFn, EpsWithVJP, Evaluation, ReferencedEps
+from .schedulers import DDIM, Sampler
 
 
 @dataclass(frozen=True)
@@ -167,12 +168,12 @@ StepCallback = Callable[[int, int, Tensor, Tensor, "float | None"], Any]
 
 
 def _unguided_step(eps_fn: EpsFn, x: Tensor, t: int, a_t: float, a_prev: float, guard: FiniteGuard,
-                   want_x0: bool) -> tuple[Tensor, Tensor | None]:
+                   want_x0: bool, sampler: Sampler, generator: torch.Generator | None) -> tuple[Tensor, Tensor | None]:
     with torch.inference_mode():
         eps = eps_fn(x, t)
         guard.watch(eps, f"the noise prediction at sampling timestep {t}")
-        x0_hat = predict_x0(x, eps, a_t) if want_x0 else None
-        return ddim_step(x, eps, a_t, a_prev), x0_hat
+        x0_hat = sampler.clean(x, eps, t, a_t) if want_x0 else None
+        return sampler.step(x, eps, t, a_t, a_prev, generator), x0_hat
 
 
 def _normal(x: Tensor | None) -> Tensor | None:
@@ -185,9 +186,10 @@ GuidedFn = Callable[[int, int, Tensor, float, float], GuidedStep]
 
 
 def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], guided: set[int],
-             guided_step: GuidedFn | None, on_step: StepCallback | None = None) -> SampleResult:
-    """DDIM (eta = 0) over `timesteps` (high to low) from x_T (any shape), calling `guided_step` on
-    the indices in `guided`.
+             guided_step: GuidedFn | None, on_step: StepCallback | None = None, sampler: Sampler = DDIM,
+             generator: torch.Generator | None = None) -> SampleResult:
+    """DDIM (eta = 0), or `sampler`'s steps, over `timesteps` (high to low) from x_T (any shape),
+    calling `guided_step` on the indices in `guided`. LCM's fresh noise comes from `generator`.
 
     The loop every guidance method shares: unguided steps run under `torch.inference_mode`,
     finiteness is checked once per guided step and at the end, the last step goes to alpha-bar
@@ -208,7 +210,7 @@ def run_loop(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list
             records.extend(step.records)
             x_next, x0_hat, loss = step.x_prev.detach(), step.x0_hat, step.records[-1].loss
         else:
-            x_next, x0_hat = _unguided_step(eps_fn, x, t, a_t, a_prev, guard, on_step is not None)
+            x_next, x0_hat = _unguided_step(eps_fn, x, t, a_t, a_prev, guard, on_step is not None, sampler, generator)
         if on_step is not None and on_step(i, t, x, x0_hat, loss) is False:
             guard.check()
             return SampleResult(_normal(x0_hat), records, stopped_at=i)

@@ -23,6 +23,7 @@ import torch
 from ..errors import ConfigError
 from .components import Components
 from .hashing import DIGEST_CHARS, file_sha256
+from .hub_files import fetch_hub_file, is_hub_file
 from .sources import CHECKPOINT_SUFFIXES, KIND_WORDS, checkpoint_kind, read_state_dict
 
 KEY = "model.loras"
@@ -39,6 +40,19 @@ class LoraSpec:
     scale: float
 
 
+def _scale(entry: str, tail: str, head: str) -> float:
+    try:
+        scale = float(tail)
+    except ValueError:
+        raise ConfigError(f"config key '{KEY}' has the entry '{entry}': '{tail}' after the last ':' is not a "
+                          f"number (and '{entry}' is not a file). To fix: write PATH:SCALE with a number, "
+                          f"e.g. '{head}:0.8'.") from None
+    if not math.isfinite(scale):
+        raise ConfigError(f"config key '{KEY}' has the entry '{entry}' with scale {tail}. To fix: use a finite "
+                          f"number, e.g. '{head}:0.8'.")
+    return scale
+
+
 def parse_lora(entry: str) -> LoraSpec:
     """"PATH" or "PATH:SCALE" -> LoraSpec; the last ':' splits only when what follows is a number.
 
@@ -49,18 +63,13 @@ def parse_lora(entry: str) -> LoraSpec:
         raise ConfigError(f"config key '{KEY}' has the entry {entry!r}; each must be \"PATH\" or \"PATH:SCALE\".")
     entry = entry.strip()
     path, scale = entry, 1.0
+    if is_hub_file(entry):  # hf://ORG/REPO/FILE[:SCALE]: the scheme's ':' is not a scale
+        head, sep, tail = entry[len("hf://"):].rpartition(":")
+        path, scale = (entry, 1.0) if not sep else ("hf://" + head, _scale(entry, tail, head))
+        return LoraSpec(entry, fetch_hub_file(path, KEY), scale)
     if ":" in entry and not Path(entry).expanduser().is_file():
         head, tail = entry.rsplit(":", 1)
-        try:
-            scale = float(tail)
-        except ValueError:
-            raise ConfigError(f"config key '{KEY}' has the entry '{entry}': '{tail}' after the last ':' is not a "
-                              f"number (and '{entry}' is not a file). To fix: write PATH:SCALE with a number, "
-                              f"e.g. '{head}:0.8'.") from None
-        path = head
-        if not math.isfinite(scale):
-            raise ConfigError(f"config key '{KEY}' has the entry '{entry}' with scale {tail}. To fix: use a finite "
-                              f"number, e.g. '{head}:0.8'.")
+        path, scale = head, _scale(entry, tail, head)
     file = Path(path).expanduser()
     if not file.is_file():
         raise ConfigError(f"config key '{KEY}' has the entry '{entry}', but {file} is not a file. To fix: check the "

@@ -19,6 +19,7 @@ import torch
 
 from ..defaults import CHECKPOINT_SUFFIXES, PICKLE_SUFFIXES, SAFE_SUFFIXES  # noqa: F401 (re-exported)
 from ..errors import ConfigError
+from .hub_files import fetch_hub_file, is_hub_file
 from .hashing import DIGEST_CHARS, file_sha256, folder_sha256_16, hub_snapshot
 
 HUB, FOLDER, FILE = "hub", "folder", "file"
@@ -72,8 +73,9 @@ def classify(name: str, key: str) -> ModelRef:
     """Decide whether `name` (the value of config `key`) is a folder, a checkpoint file or a hub id.
 
     Raises ConfigError for a path that does not exist and for a file that is not a checkpoint.
+    A hub file (`hf://ORG/REPO/FILE`, `hub_files`) is fetched and is then a file.
     """
-    path = Path(name).expanduser()
+    path = fetch_hub_file(name, key) if is_hub_file(name) else Path(name).expanduser()
     if path.is_dir():
         return ModelRef(name, FOLDER, key, path.resolve())
     if path.is_file():

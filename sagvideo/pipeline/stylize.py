@@ -32,10 +32,11 @@ from ..errors import ConfigError, InputError
 from .denoiser import ControlCache, DepthControlledEps, decode_frames, decode_latents, encode_frames
 from ..guidance import (
     ContextWindows, GramStyleLoss, LatentStyleLoss, SAGParams, WindowedEps, context_windows,
-    ddim_timesteps, sample,
+    sample,
 )
 from .cfg_split import SplitCFGEps, wants_split
 from ..guidance.ddim import estimate_grid
+from ..guidance.schedulers import Sampler
 from .image_prompt import ImagePrompt, off_report
 from .levers import applied_levers
 from .memory_account import MemoryAccount
@@ -48,6 +49,7 @@ from .noise import initial_noise
 from .progress import ProgressDepth, SamplingProgress
 from .report import Stopwatch, base_report, peak_memory_mb
 from .runtime import Runtime
+from ..schedule_settings import cfg_off, describe_sampler
 from ..video.depth import clip_depth, depth_to_control_image
 
 
@@ -159,7 +161,7 @@ class StylizePipeline:
         """Without a prompt, a negative prompt and an image prompt, eps_c = eps_u: CFG compares nothing,
         and the guidance step, relative to RMS(eps_c - eps_u), would be 0: refuse instead of silently not guiding."""
         c = self.config
-        guiding = c.guidance.enabled and c.guidance.strength > 0
+        guiding = c.guidance.enabled and c.guidance.strength > 0 and not cfg_off(c.sampling.cfg_scale)
         if guiding and not prompt_text(prompt) and not c.sampling.negative_prompt and c.ip_adapter.scale == 0:
             raise InputError("there is no prompt, no negative prompt and no image prompt (ip_adapter.scale 0), so "
                              "the conditional and unconditional predictions are the same and the style guidance, "
@@ -180,7 +182,7 @@ class StylizePipeline:
         c, s = self.components, self.config.sampling
         alphas = alphas_cumprod_from_config({"num_train_timesteps": len(c.alphas_cumprod), "beta_schedule": s.beta_schedule,
                                              "beta_start": s.beta_start, "beta_end": s.beta_end}).to(c.device)
-        timesteps = ddim_timesteps(len(alphas), s.steps, spacing=s.timestep_spacing)
+        timesteps = Sampler(s.scheduler).timesteps(len(alphas), s.steps, spacing=s.timestep_spacing)
         return alphas, timesteps[s.steps - max(1, int(s.denoise * s.steps + 1e-9)):]
 
     def prepare_latents(self, num_frames: int, size: tuple[int, int], seed: int,
@@ -239,10 +241,12 @@ class StylizePipeline:
         bar = SamplingProgress([units * len(windows) for units in plan], steps, len(windows), enabled=progress)
         text = c.encode_prompt([s.negative_prompt, prompt_text(prompt)])
         control = ControlCache(c, depth_to_control_image(depth)) if depth is not None else None
+        branches = (1,) if cfg_off(s.cfg_scale) else (0, 1)  # CFG off: the conditional branch alone
         eps = DepthControlledEps(c, text, control, cfg_scale=s.cfg_scale, controlnet_scale=s.controlnet_scale,
-                                 on_call=bar.on_call, image_embeds=image_prompt.embeds if image_prompt else None)
+                                 on_call=bar.on_call, branches=branches,
+                                 image_embeds=image_prompt.embeds if image_prompt else None)
         span = windows.spans[0][1] - windows.spans[0][0]
-        split = (loss_fn is not None and not g.cond_only
+        split = (loss_fn is not None and not g.cond_only and len(branches) == 2
                  and wants_split(g.cfg_split, c.device, span, *latents.shape[-2:], c.dtype))
         eps_fn = self._windowed(eps, windows, split)
         grad_fn = self._windowed(eps.conditional_only(), windows) if g.cond_only else None
@@ -303,7 +307,9 @@ class StylizePipeline:
         with clock.stage("metrics"):
             metrics = self.measure(out, inputs.frames, inputs.depth, inputs.style) if self.config.output.metrics else None
         report = base_report(self.config, components, seed, kind)
-        report.update(guided_steps=sampled.records, windows=self._describe(sampled.windows),
+        guided_indices = sorted({r["index"] for r in sampled.records if "index" in r})
+        report.update(sampler=describe_sampler(self.config, sampled.timesteps, guided_indices),
+                      guided_steps=sampled.records, windows=self._describe(sampled.windows),
                       timesteps=sampled.timesteps, evaluations=sampled.evaluations, stopped_at=sampled.stopped_at,
                       seconds=clock.seconds, peak_memory=peak_memory_mb(components.device),
                       prompt=describe_prompt(prompt, self.config.sampling.negative_prompt),
@@ -351,11 +357,14 @@ class StylizePipeline:
 
     def _sampler(self, loss_fn: LatentStyleLoss | None) -> Callable[..., Any]:
         """`guidance.method`'s sampler with its settings (the config section of the same name, when it
-        has one); plain DDIM when nothing is guided."""
+        has one); the plain sampler when nothing is guided. `sampling.scheduler`'s steps are passed
+        where they are not DDIM's (LCM: SAG only, `schedule_settings.check_scheduler`)."""
         name = self.config.guidance.method
+        sampler = Sampler(self.config.sampling.scheduler)
+        own = {} if sampler.steps_like_ddim else {"sampler": sampler}
         if loss_fn is None:
-            return sample
-        return functools.partial(METHODS[name].sampler, settings=getattr(self.config, name, None))
+            return functools.partial(sample, **own)
+        return functools.partial(METHODS[name].sampler, settings=getattr(self.config, name, None), **own)
 
     def _windowed(self, eps: DepthControlledEps, windows: ContextWindows, split: bool = False):
         """The eps function of a clip: the joint prediction for one window, else blended windows;

@@ -14,14 +14,15 @@ import torch
 from torch import Tensor
 
 from ...method_registry import SAGSettings
-from ..adjoint import gradient
-from ..ddim import alpha_at, ddim_step, estimate_grid
+from ..adjoint import gradient, sampler_grid
+from ..ddim import alpha_at
 from ..evals import CheckedEps, FiniteGuard, GradientCost
 from ..loop import (
     GuidedStep, GuidedStepRecord, RecordCallback, SAGParams, SampleResult, StepCallback, check_inputs,
     first_evaluation, run_loop, shares_first_evaluation, step_size, travel,
 )
 from ..protocols import EpsFn, LossFn
+from ..schedulers import DDIM, Sampler
 
 
 def guided_step(
@@ -38,8 +39,11 @@ def guided_step(
     generator: torch.Generator | None = None,
     grad_eps_fn: EpsFn | None = None,
     on_record: RecordCallback | None = None,
+    sampler: Sampler = DDIM,
 ) -> GuidedStep:
     """`x_{t-1} = DDIM(x_t, eps(x_t)) - rho g`, `passes` times with re-noising in between.
+
+    With another `sampler` its step replaces DDIM's, and the estimate chains its steps (LCM).
 
     x_t: (any shape, e.g. (B, C, F, H, W)). `grad_eps_fn` (default eps_fn) is the network
     differentiated for g, e.g. the conditional branch only. Noise for time travel comes from
@@ -48,7 +52,7 @@ def guided_step(
     """
     a_t = alpha_at(alphas_cumprod, t)
     grad_fn = grad_eps_fn or eps_fn
-    evaluated = estimate_grid(t, n, alphas_cumprod).n  # fewer than n when t is too small
+    evaluated = sampler_grid(t, n, alphas_cumprod, sampler).n  # fewer than n when t is too small
     with_graph = shares_first_evaluation(eps_fn, grad_eps_fn) and (
         params.gradient == "direct" or (params.gradient == "symplectic" and evaluated == 1))
 
@@ -56,10 +60,11 @@ def guided_step(
         cost, guard = GradientCost(), FiniteGuard()
         first, reference = first_evaluation(eps_fn, x, t, with_graph, cost, guard)
         result = gradient(CheckedEps(grad_fn, cost, guard), x, t, alphas_cumprod, loss_fn, n=n,
-                          method=params.gradient, scheme=params.scheme, first=first if grad_eps_fn is None else None)
+                          method=params.gradient, scheme=params.scheme, first=first if grad_eps_fn is None else None,
+                          sampler=sampler)
         guard.check()  # the pass's one synchronisation for NaN/inf
         rho = step_size(reference, result.grad, params.strength)
-        x_prev = ddim_step(x, first.eps.detach(), a_t, a_prev) - rho * result.grad
+        x_prev = sampler.step(x, first.eps.detach(), t, a_t, a_prev, generator) - rho * result.grad
         return x_prev, result.x0, GuidedStepRecord(index, t, r, evaluated, float(result.loss), rho, cost.as_dict())
 
     return travel(x_t, params.passes_for("sag"), one_pass, a_t, a_prev, generator, on_record)
@@ -77,8 +82,9 @@ def sample(
     grad_eps_fn: EpsFn | None = None,
     on_step: StepCallback | None = None,
     on_record: RecordCallback | None = None,
+    sampler: Sampler = DDIM,
 ) -> SampleResult:
-    """A whole DDIM (eta = 0) trajectory over `timesteps` (high to low), guided where `params` says.
+    """A whole DDIM (eta = 0) trajectory, or `sampler`'s, over `timesteps` (high to low), guided where `params` says.
 
     x_T: initial noise (any shape). Returns the clean sample (the last step goes to alpha-bar 1)
     and the guided-step records; `on_step` as in `run_loop` (on guided steps it sees the n-step
@@ -88,16 +94,16 @@ def sample(
 
     def sag_step(i: int, t: int, x_t: Tensor, a_t: float, a_prev: float) -> GuidedStep:
         return guided_step(eps_fn, x_t, t, a_prev, alphas_cumprod, loss_fn, params, n=ns[i], index=i, generator=generator,
-                           grad_eps_fn=grad_eps_fn, on_record=on_record)
+                           grad_eps_fn=grad_eps_fn, on_record=on_record, sampler=sampler)
 
-    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(ns), sag_step, on_step)
+    return run_loop(eps_fn, x_T, alphas_cumprod, timesteps, set(ns), sag_step, on_step, sampler, generator)
 
 
 def sample_sag(eps_fn: EpsFn, x_T: Tensor, alphas_cumprod: Tensor, timesteps: list[int], *, loss_fn: LossFn,
                params: SAGParams, settings: SAGSettings | None = None, generator: torch.Generator | None = None,
                grad_eps_fn: EpsFn | None = None, on_step: StepCallback | None = None,
-               on_record: RecordCallback | None = None) -> SampleResult:
+               on_record: RecordCallback | None = None, sampler: Sampler = DDIM) -> SampleResult:
     """SAG over `timesteps` (high to low) from x_T (any shape, e.g. (B, C, F, h, w)); see `sample`."""
     check_inputs(x_T, alphas_cumprod, timesteps, settings, SAGSettings, loss_fn)
     return sample(eps_fn, x_T, alphas_cumprod, list(timesteps), loss_fn=loss_fn, params=params, generator=generator,
-                  grad_eps_fn=grad_eps_fn, on_step=on_step, on_record=on_record)
+                  grad_eps_fn=grad_eps_fn, on_step=on_step, on_record=on_record, sampler=sampler)
