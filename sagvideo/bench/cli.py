@@ -16,8 +16,8 @@ COLUMNS = {
     "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
                  "adapter_share"],
-    "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
-                "peak_mem_mb", "seconds"],
+    "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "judge_accuracy", "accuracy",
+                "evals", "vjps", "peak_mem_mb", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
     "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
                "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb",
@@ -43,7 +43,7 @@ def run_bench(args: argparse.Namespace) -> int:
     if args.what == "guidance":
         from .guidance import bench_guidance as bench
     elif args.what == "methods":
-        from .methods import bench_methods as bench
+        from .method_sweep import bench_methods as bench
     elif args.what == "decode":
         from .decode import bench_decode as bench
     elif args.what == "memory":
@@ -85,4 +85,5 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="pipeline: also time each row without the image prompt, report its share and MB")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--plot", help="methods: write the Pareto plot (PNG) here")
     p.set_defaults(handler=run_bench)
