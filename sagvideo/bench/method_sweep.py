@@ -94,6 +94,7 @@ def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | N
     the paired statistics and, with `args.plot`, draws the Pareto fronts."""
     if run is None:
         from .children import run_child as run
+    progress = getattr(args, "progress", None) or (lambda line: None)
     steps, seeds = args.steps, args.seeds
     if steps < 2 or seeds < 2:
         from ..errors import InputError
@@ -105,6 +106,8 @@ def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | N
         knobs = extra.pop("knobs", {})
         out = run("methods", {"task": task, "method": method, "setting": setting, "steps": steps, "seeds": seeds,
                               "n": n, "knobs": knobs})
+        progress(f"{task} {method} {setting}: loss {out['loss_mean']}, judge {out['judge_accuracy']}, "
+                 f"{out['seconds']}s")
         return {**out, **extra}
 
     rows: list[dict] = []
