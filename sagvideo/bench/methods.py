@@ -1,40 +1,32 @@
-"""`sagvideo bench methods`: guidance methods compared on the trained proxy model, measured the same way.
+"""One row of `sagvideo bench methods`: a guidance method on the trained proxy model, measured the same way.
 
 Two tasks on `sagvideo.proxy` (class-conditional 16x16 digits, DDIM, classifier-free guidance):
 
 * style: `RandomGramLoss` toward its stripe texture on digits sampled with CFG 3; the score is
-  the Gram distance of the final sample (lower is better); accuracy says whether the digit's
-  class survived the guidance;
+  the Gram distance of the final sample (lower is better);
 * class: the proxy classifier's cross-entropy `-log p(y | x0)` toward the asked-for digit on
-  samples with a weak condition (CFG 1, no amplification); the score is that cross-entropy and
-  the accuracy of the final samples.
+  samples with a weak condition (CFG 1, no amplification).
 
-Every method runs at its papers' defaults (`sagvideo.method_registry`) and at matched compute:
-the knob that buys more work (`match_knob` in the registry: the passes per guided step of
-FreeDoM, UG, MPGD and CG, DOODL's iterations) is set to the largest value whose network
-evaluations + VJPs per run (the registry's cost per pass) stay within those of SAG n = 4 on the same task (the counts of each row are measured, so the
-table shows how close it came). SAG runs at n = 1, 2, 4, 8; MPGD also at SAG's step size (its
-official step is 75 times larger, see `MPGDSettings`). Each row is one child process
-(`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident size above the
-loaded model) is that row's own. All `seeds` samples run as one batch, sample b from seed b;
-SAG's step size is normalised over the whole batch, as in the pipeline.
+Quality is judged by `proxy.judge` (held out: an MLP trained on digits the guide classifier never
+saw); the guide classifier's own accuracy is kept beside it. A row keeps every seed's loss and
+judge verdict, so rows on the same seeds can be compared pair by pair (`paired`). Each row runs
+in a child process (`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident
+size above the loaded model) is that row's own. All `seeds` samples run as one batch, sample b
+from seed b; SAG's step size is normalised over the whole batch, as in the pipeline.
+`method_sweep` decides which rows run (sweeps, controls, matched compute).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any
 
-STEPS = 10  # sampling steps (--steps): 4 of them guided; the whole table fits 5 minutes on 2 CPU cores
+STEPS = 10  # sampling steps (--steps): 4 of them guided
 SEEDS = 32  # samples per row (--seeds)
 CFG = {"style": 3.0, "class": 1.0}
 STRENGTH = 0.2  # relative to CFG, the FreeDoM / SAG default (guidance.strength)
-SAG_NS = (1, 2, 4, 8)
-MATCH_N = 4
-STYLE_METHODS = ("freedom", "ug", "mpgd", "doodl")
-CLASS_METHODS = ("freedom", "cg")  # gfcg has no knob that buys compute
+MATCH_N = 4  # SAG's n whose evaluations + VJPs the other methods are matched to
 
 
 class ProxyClasses:

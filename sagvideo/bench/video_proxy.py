@@ -108,7 +108,7 @@ def clip_metrics(x0, labels, unguided=None) -> dict[str, list[float]]:
         out[f"window_{k}_loss"] = windows[:, k]
     if unguided is not None:
         out["flicker"] = change / unguided["change"].clamp_min(1e-8)
-    return {k: v for k, v in out.items()}
+    return out
 
 
 def _row(name: str, setting: str, metrics: dict, counts, seconds: float) -> dict[str, Any]:

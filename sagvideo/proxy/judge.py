@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..files import atomic_path
 from .data import digit_split
 from .model import NUM_CLASSES
+from .train import _shift  # random 1-pixel translation, as the guide classifier trains
 
 DEFAULT_JUDGE = Path(__file__).with_name("proxy_judge.pt")
 JUDGE_TRAIN = 259  # of the 359 held-out digits; the other 100 measure the judge
@@ -43,13 +44,6 @@ class DigitJudge(nn.Module):
         return self.net(x)
 
 
-def _jitter(images: Tensor, gen: torch.Generator) -> Tensor:
-    """Per-batch random shift by up to 1 pixel (background -1 fills the border): (B, 1, 16, 16)."""
-    padded = F.pad(images, (1, 1, 1, 1), value=-1.0)
-    dy, dx = torch.randint(0, 3, (2,), generator=gen).tolist()
-    return padded[:, :, dy:dy + images.shape[2], dx:dx + images.shape[3]]
-
-
 def train_judge(epochs: int = 200, seed: int = 0, threads: int = 2) -> tuple[DigitJudge, dict]:
     """Train on the first JUDGE_TRAIN held-out digits; returns (judge in eval mode, its record)."""
     torch.set_num_threads(threads)
@@ -66,7 +60,7 @@ def train_judge(epochs: int = 200, seed: int = 0, threads: int = 2) -> tuple[Dig
         order = torch.randperm(len(train_y), generator=gen)
         for i in range(0, len(order), 64):
             idx = order[i:i + 64]
-            loss = F.cross_entropy(judge(_jitter(train_x[idx], gen)), train_y[idx])
+            loss = F.cross_entropy(judge(_shift(train_x[idx], gen)), train_y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..files import atomic_path
+from .train import _lr_factor  # warm-up then cosine, read from settings.warmup / .steps
 from .schedule import NUM_TRAIN_TIMESTEPS, add_noise, proxy_alphas_cumprod
 from .video_data import moving_digit_clips, small_digits
 from .video_model import VideoConfig, VideoDenoiser
@@ -40,12 +40,6 @@ class VideoTrainSettings:
     seed: int = 0
     threads: int = 2
     log_every: int = 100
-
-
-def _lr_factor(step: int, s: VideoTrainSettings) -> float:
-    if step < s.warmup:
-        return (step + 1) / s.warmup
-    return 0.5 * (1.0 + math.cos(math.pi * (step - s.warmup) / max(1, s.steps - s.warmup)))
 
 
 def train_video(settings: VideoTrainSettings = VideoTrainSettings(), config: VideoConfig = VideoConfig(),
