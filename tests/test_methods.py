@@ -270,6 +270,10 @@ def test_a_small_methods_benchmark_produces_every_row(monkeypatch, tmp_path):
         assert r["seeds"] == 2 and len(r["loss_per_seed"]) == 2 and len(r["judge_per_seed"]) == 2
         assert r["evals"] > 0 and r["loss_std"] >= 0 and 0 <= r["judge_accuracy"] <= 1
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from sagvideo.bench.report_table import methods_markdown
+
+    table = methods_markdown(rows)  # README's table, made from the rows
+    assert all(f"`{m}`" in table for task in sweep.SWEEPS.values() for m in task) and "Peak memory" in table
 
 
 def test_best_point_and_pareto_front_by_hand():

@@ -47,12 +47,6 @@ def test_toy_training_writes_a_loadable_checkpoint(tmp_path):
         load_video_proxy(tmp_path / "missing.pt")
 
 
-def clip_metrics_again(model, _):
-    again, _, _ = run_method(model, "freedom", {"guidance.strength": 0.0, "guidance.passes": 1}, seeds=2,
-                             frames=10, steps=3)
-    return again["style_loss"]
-
-
 def test_metrics_of_hand_made_clips():
     first = torch.full((16, 16), -1.0)
     first[2:6, 3:7] = 1.0
@@ -80,10 +74,19 @@ def test_a_guided_method_runs_through_the_windowed_sampler():
     base, counts, _ = run_method(model, "none", {}, seeds=2, frames=10, steps=3)
     guided, g_counts, _ = run_method(model, "freedom", {"guidance.strength": 0.5, "guidance.passes": 1}, seeds=2,
                                      frames=10, steps=3, unguided=base)
-    control, _, _ = run_method(model, "freedom", {"guidance.strength": 0.0, "guidance.passes": 1}, seeds=2,
-                               frames=10, steps=3, unguided=base)
     assert counts.vjps == 0 and g_counts.vjps > 0  # the gradient went through the windowed model
-    assert not torch.equal(guided["style_loss"], control["style_loss"])  # the pull acted
-    assert torch.equal(clip_metrics_again(model, control), control["style_loss"])  # seeded: same again
+    assert not torch.equal(guided["style_loss"], base["style_loss"])  # the pull acted
     assert set(guided) >= {"style_loss", "warp_error", "warp_error_sq", "flicker", "window_0_loss", "window_1_loss",
                            "window_gap"}
+
+
+def test_bench_refuses_too_few_seeds_or_a_clip_within_one_window():
+    import argparse
+
+    from sagvideo.bench.video_proxy import bench_video_proxy
+    from sagvideo.errors import InputError
+
+    with pytest.raises(InputError, match="--seeds >= 2"):
+        bench_video_proxy(argparse.Namespace(seeds=1, steps=10))
+    with pytest.raises(InputError, match="more than 8 frames"):
+        bench_video_proxy(argparse.Namespace(seeds=4, steps=10, frames_video=8))
