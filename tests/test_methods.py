@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from sagvideo.method_registry import METHODS, PIPELINE_METHODS, PassCost
-from sagvideo.bench.methods import ProxyClasses, bench_methods, matched_knob, _measure_in_process
+from sagvideo.bench.methods import ProxyClasses, matched_knob, measure_in_process
+from sagvideo.bench.method_sweep import bench_methods
 from sagvideo.config import load_config
 from sagvideo.errors import ConfigError
 from sagvideo.guidance import (
@@ -235,30 +236,56 @@ def test_cg_and_gfcg_raise_class_accuracy_on_the_proxy(proxy):
 
 
 def cheap_rows(kind, params):
-    """Every row in this process; DOODL's 50 default iterations cut to 2 (the row is what is tested)."""
-    if params["method"] == "doodl" and not params["knobs"]:
-        params = dict(params, knobs={"doodl.iterations": 2})
-    return _measure_in_process(kind, params)
+    """Every row in this process."""
+    return measure_in_process(kind, params)
 
 
-def test_a_small_methods_benchmark_produces_every_row():
-    rows = bench_methods(argparse.Namespace(steps=2, seeds=2), run=cheap_rows)
-    got = {(r["task"], r["method"], r["setting"]) for r in rows}
-    style = {("style", "none", "unguided"), ("style", "sag", "n=1"), ("style", "sag", "n=2"),
-             ("style", "sag", "defaults"), ("style", "sag", "n=8")}
-    for m in ("freedom", "ug", "mpgd", "doodl"):
-        style |= {("style", m, "defaults"), ("style", m, "matched to sag n=4")}
-    klass = {("class", "none", "unguided"), ("class", "sag", "defaults"), ("class", "gfcg", "defaults")}
-    for m in ("freedom", "cg"):
-        klass |= {("class", m, "defaults"), ("class", m, "matched to sag n=4")}
-    assert style | klass <= got
+def test_a_small_methods_benchmark_produces_every_row(monkeypatch, tmp_path):
+    import sagvideo.bench.method_sweep as sweep
+
+    # two sweep points per method keep it fast; the row structure is what is tested
+    monkeypatch.setattr(sweep, "RELATIVE_STRENGTHS", (0.0, 1.0))
+    monkeypatch.setattr(sweep, "SWEEPS", {
+        "style": {m: (k, None if v is None else v[:2], f, z) for m, (k, v, f, z) in sweep.SWEEPS["style"].items()},
+        "class": {m: (k, None if v is None else v[:2], f, z) for m, (k, v, f, z) in sweep.SWEEPS["class"].items()}})
+    monkeypatch.setattr(sweep, "SAG_NS", (1,))
+    monkeypatch.setattr(sweep, "PAPER_DEFAULTS", ("mpgd",))
+    plot = tmp_path / "fronts.png"
+    rows = bench_methods(argparse.Namespace(steps=2, seeds=2, plot=str(plot)), run=cheap_rows, log=lambda s: None)
+    got = {(r["task"], r["method"], r.get("role")) for r in rows}
+    for task, methods in sweep.SWEEPS.items():
+        assert {(task, "none", "control"), (task, "sag", "control")} <= got
+        assert {(task, m, "sweep") for m in methods} <= got
+        budget = next(r["evals"] + r["vjps"] for r in rows if r["task"] == task and r["role"] == "control"
+                      and r["method"] == "sag")
+        for m in methods:
+            points = [r for r in rows if r["task"] == task and r["method"] == m and r.get("role") == "sweep"]
+            assert len(points) == 2 and sum(bool(p.get("best")) for p in points) == 1
+            best = next(p for p in points if p.get("best"))
+            assert best["paired"]["vs_own_control"]["seeds"] == 2 and ("vs_sag_best" in best["paired"]) == (m != "sag")
+            if METHODS[m].match_knob:  # matched compute: within SAG n = 4's evaluations + VJPs
+                assert all(p["evals"] + p["vjps"] <= budget for p in points), points
+    assert {("style", "sag", "n"), ("style", "mpgd", "defaults")} <= got
     for r in rows:
-        assert r["seeds"] == 2 and r["evals"] > 0 and r["loss_std"] >= 0 and 0 <= r["accuracy"] <= 1
-    budget = {r["task"]: r["evals"] + r["vjps"] for r in rows if r["method"] == "sag" and r["setting"] == "defaults"}
-    for r in rows:
-        if r["setting"].startswith("matched"):
-            assert r["evals"] + r["vjps"] <= budget[r["task"]], r
-    assert matched_knob("doodl", budget["style"], "style", 2) >= 0
+        assert r["seeds"] == 2 and len(r["loss_per_seed"]) == 2 and len(r["judge_per_seed"]) == 2
+        assert r["evals"] > 0 and r["loss_std"] >= 0 and 0 <= r["judge_accuracy"] <= 1
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from sagvideo.bench.report_table import methods_markdown
+
+    table = methods_markdown(rows)  # README's table, made from the rows
+    assert all(f"`{m}`" in table for task in sweep.SWEEPS.values() for m in task) and "Peak memory" in table
+
+
+def test_best_point_and_pareto_front_by_hand():
+    from sagvideo.bench.method_sweep import best_point, pareto_front
+
+    pts = [{"sweep_value": 0.0, "loss_mean": 9.0, "judge_accuracy": 1.0},
+           {"sweep_value": 1.0, "loss_mean": 7.0, "judge_accuracy": 1.0},
+           {"sweep_value": 2.0, "loss_mean": 6.0, "judge_accuracy": 0.9},
+           {"sweep_value": 4.0, "loss_mean": 8.0, "judge_accuracy": 0.5}]
+    assert best_point(pts, floor=0.95)["sweep_value"] == 1.0  # 2.0 is lower but loses the digit
+    assert best_point(pts, floor=0.85)["sweep_value"] == 2.0
+    assert [p["sweep_value"] for p in pareto_front(pts)] == [2.0, 1.0]  # 0.0 and 4.0 are dominated
 
 
 @pytest.mark.parametrize("name", [*PIPELINE_METHODS, "cg"])

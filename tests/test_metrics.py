@@ -236,3 +236,64 @@ def test_real_clip_warp_error_is_below_that_of_its_shuffled_frames():
     # measured: 0.0042 (source), 0.0080 (shuffled, own flow), 0.0115 (shuffled, source flow)
     assert source < 0.75 * warp_error(mixed, source_flow(mixed)).mean
     assert source < 0.75 * warp_error(mixed, source_flow(frames)).mean
+
+
+# --- the papers' forms: Lai et al.'s squared warp error, projected CLIP embeddings --------------
+
+def test_squared_warp_error_matches_a_hand_computed_case():
+    from sagvideo.metrics import PairFlow, pair_warp_error, pair_warp_error_sq
+
+    # 2 x 4 frames; the flow moves every pixel one column right; only columns 0 and 2 are valid.
+    # frame is black; next has R = G = 51 j in column j, so warp(next)(x) = next(x + 1) is
+    # (0.2, 0.2, 0) at column 0 and (0.6, 0.6, 0) at column 2 in [0, 1] units.
+    frame = np.zeros((2, 4, 3), np.uint8)
+    nxt = np.zeros((2, 4, 3), np.uint8)
+    nxt[..., 0] = nxt[..., 1] = np.array([0, 51, 102, 153], np.uint8)
+    forward = np.zeros((2, 4, 2), np.float32)
+    forward[..., 0] = 1.0
+    valid = np.zeros((2, 4), bool)
+    valid[:, [0, 2]] = True
+    flow = PairFlow(forward, -forward, valid)
+    # squared: per pixel sum over RGB: 0.04 + 0.04 = 0.08 and 0.36 + 0.36 = 0.72; mean 0.4
+    assert pair_warp_error_sq(frame, nxt, flow) == pytest.approx(0.4, abs=1e-6)
+    # absolute: mean over pixels and channels: (0.4 / 3 + 1.2 / 3) / 2
+    assert pair_warp_error(frame, nxt, flow) == pytest.approx(1.6 / 6, abs=1e-6)
+    assert pair_warp_error_sq(frame, nxt, PairFlow(forward, -forward, np.zeros((2, 4), bool))) is None
+
+
+def test_squared_warp_error_of_a_clip_and_in_the_report():
+    static = np.repeat(textured_clip(1, size=(16, 16)), 3, axis=0)  # no source motion: zero flow
+    out = static.copy()
+    out[1] = np.clip(out[0].astype(int) + np.array([51, 102, 0]), 0, 255).astype(np.uint8)
+    flows = list(source_flow(static))
+    got = warp_error(out, flows, squared=True).per_pair
+    want = [float(np.square((out[t + 1].astype(float) - out[t]) / 255).sum(-1).mean()) for t in range(2)]
+    assert got == pytest.approx(want, rel=1e-5)
+    report = compute_metrics(out, static)
+    assert report["warp_error_sq"] == pytest.approx(np.mean(want), rel=1e-5)
+    assert report["warp_error_sq_source"] == 0.0 and report["per_frame"]["warp_error_sq"][0] is None
+
+
+def test_clip_consistency_uses_the_projected_image_embedding_when_there_is_one():
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    from sagvideo.metrics.semantic import clip_embedding_kind
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                              image_size=32, patch_size=8, projection_dim=16)
+    model = CLIPVisionModelWithProjection(config).eval()
+    clip = textured_clip(3, size=(32, 32))
+    pixels = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255
+    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
+    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    with torch.no_grad():  # frames already at the model's 32 px: the resize is the identity
+        out = model(pixel_values=(pixels - mean) / std)
+    cos = lambda e: torch.nn.functional.cosine_similarity(e[:-1], e[1:]).tolist()  # noqa: E731
+    got = clip_consistency(clip, model).values
+    assert clip_embedding_kind(model) == "projected" and out.image_embeds.shape == (3, 16)
+    assert got == pytest.approx(cos(out.image_embeds), abs=1e-5)
+    with torch.no_grad():
+        pooled = model.vision_model(pixel_values=(pixels - mean) / std).pooler_output
+    assert got != pytest.approx(cos(pooled), abs=1e-5)
+    assert compute_metrics(clip, clip, clip_model=model)["clip_consistency_embedding"] == "projected"

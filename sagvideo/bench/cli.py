@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..defaults import GRADIENT_METHODS
@@ -17,14 +18,17 @@ COLUMNS = {
                  "branch_evaluations", "vjps", "evaluations_vs_first", "windows", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
                  "adapter_share"],
-    "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
-                "peak_mem_mb", "seconds"],
+    "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "judge_accuracy", "accuracy",
+                "evals", "vjps", "peak_mem_mb", "seconds"],
+    "video-proxy": ["method", "setting", "style_loss", "warp_error", "warp_error_sq", "flicker", "window_0_loss",
+                    "window_1_loss", "window_gap", "evals", "vjps", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
     "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
                "resnets_mb", "controlnet_mb", "decoder_mb", "clip_mb", "largest_block_mb", "cuda_peak_mb",
                "peak_mb", "vjp_peak_mb", "loss_peak_mb", "weights_mb", "device", "error"],
 }
-DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0, "memory": 0}
+DEFAULT_STEPS = {"guidance": 25, "pipeline": 25, "methods": methods.STEPS, "decode": 0, "memory": 0, "video-proxy": 10}
+DEFAULT_SEEDS = {"methods": methods.SEEDS, "video-proxy": 16}
 
 
 def _cell(value: object) -> str:
@@ -41,16 +45,21 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
 def run_bench(args: argparse.Namespace) -> int:
     if args.steps is None and not (args.what == "pipeline" and args.configs):  # configs bring their own steps
         args.steps = DEFAULT_STEPS[args.what]
+    if args.seeds is None:
+        args.seeds = DEFAULT_SEEDS.get(args.what, methods.SEEDS)
     if args.what == "guidance":
         from .guidance import bench_guidance as bench
     elif args.what == "methods":
-        from .methods import bench_methods as bench
+        from .method_sweep import bench_methods as bench
     elif args.what == "decode":
         from .decode import bench_decode as bench
+    elif args.what == "video-proxy":
+        from .video_proxy import bench_video_proxy as bench
     elif args.what == "memory":
         from .memory_parts import bench_memory as bench
     else:
         from .pipeline import bench_pipeline as bench
+    args.progress = lambda line: print(line, file=sys.stderr, flush=True)
     rows = bench(args)
     print_table(rows, COLUMNS[args.what])
     if args.json:
@@ -61,7 +70,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("what", choices=["guidance", "pipeline", "methods", "decode", "memory"])
+    p.add_argument("what", choices=["guidance", "pipeline", "methods", "decode", "memory", "video-proxy"])
     p.add_argument("--n", type=int, nargs="+", default=[1, 2, 4, 8], help="guidance: clean-estimate evaluations")
     p.add_argument("--methods", nargs="+", default=list(GRADIENT_METHODS), choices=GRADIENT_METHODS)
     p.add_argument("--size", default="small", choices=["tiny", "small", "sd15"], help="guidance: UNet size")
@@ -75,7 +84,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, nargs="+", default=[16], help="pipeline: frame counts, one row each")
     p.add_argument("--steps", type=int, default=None,
                    help=f"pipeline, methods: sampling steps (default 25 for pipeline, {methods.STEPS} for methods)")
-    p.add_argument("--seeds", type=int, default=methods.SEEDS, help="methods: samples (seeds 0..N-1) per row")
+    p.add_argument("--seeds", type=int, default=None,
+                   help=f"methods, video-proxy: samples (seeds 0..N-1) per row (default {methods.SEEDS}; video-proxy 16)")
     p.add_argument("--size-px", dest="size_px", type=int, nargs="+", default=[512],
                    help="pipeline (sd15), decode: short side (the first); memory: one row set per size")
     p.add_argument("--chunks", type=int, nargs="+", default=[1, 2, 4], help="decode: frames per decode chunk")
@@ -89,4 +99,5 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                    help="pipeline: shipped configs (e.g. video lightning lcm) whose sampling and guidance sections run "
                         "on the preset's networks, one row set each")
     p.add_argument("--json", help="write the rows here")
+    p.add_argument("--plot", help="methods: write the Pareto plot (PNG) here")
     p.set_defaults(handler=run_bench)

@@ -1,40 +1,32 @@
-"""`sagvideo bench methods`: guidance methods compared on the trained proxy model, measured the same way.
+"""One row of `sagvideo bench methods`: a guidance method on the trained proxy model, measured the same way.
 
 Two tasks on `sagvideo.proxy` (class-conditional 16x16 digits, DDIM, classifier-free guidance):
 
 * style: `RandomGramLoss` toward its stripe texture on digits sampled with CFG 3; the score is
-  the Gram distance of the final sample (lower is better); accuracy says whether the digit's
-  class survived the guidance;
+  the Gram distance of the final sample (lower is better);
 * class: the proxy classifier's cross-entropy `-log p(y | x0)` toward the asked-for digit on
-  samples with a weak condition (CFG 1, no amplification); the score is that cross-entropy and
-  the accuracy of the final samples.
+  samples with a weak condition (CFG 1, no amplification).
 
-Every method runs at its papers' defaults (`sagvideo.method_registry`) and at matched compute:
-the knob that buys more work (`match_knob` in the registry: the passes per guided step of
-FreeDoM, UG, MPGD and CG, DOODL's iterations) is set to the largest value whose network
-evaluations + VJPs per run (the registry's cost per pass) stay within those of SAG n = 4 on the same task (the counts of each row are measured, so the
-table shows how close it came). SAG runs at n = 1, 2, 4, 8; MPGD also at SAG's step size (its
-official step is 75 times larger, see `MPGDSettings`). Each row is one child process
-(`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident size above the
-loaded model) is that row's own. All `seeds` samples run as one batch, sample b from seed b;
-SAG's step size is normalised over the whole batch, as in the pipeline.
+Quality is judged by `proxy.judge` (held out: an MLP trained on digits the guide classifier never
+saw); the guide classifier's own accuracy is kept beside it. A row keeps every seed's loss and
+judge verdict, so rows on the same seeds can be compared pair by pair (`paired`). Each row runs
+in a child process (`python -m sagvideo.bench methods JSON`), so peak memory (sampled resident
+size above the loaded model) is that row's own. All `seeds` samples run as one batch, sample b
+from seed b; SAG's step size is normalised over the whole batch, as in the pipeline.
+`method_sweep` decides which rows run (sweeps, controls, matched compute).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any
 
-STEPS = 10  # sampling steps (--steps): 4 of them guided; the whole table fits 5 minutes on 2 CPU cores
+STEPS = 10  # sampling steps (--steps): 4 of them guided
 SEEDS = 32  # samples per row (--seeds)
 CFG = {"style": 3.0, "class": 1.0}
 STRENGTH = 0.2  # relative to CFG, the FreeDoM / SAG default (guidance.strength)
-SAG_NS = (1, 2, 4, 8)
-MATCH_N = 4
-STYLE_METHODS = ("freedom", "ug", "mpgd", "doodl")
-CLASS_METHODS = ("freedom", "cg")  # gfcg has no knob that buys compute
+MATCH_N = 4  # SAG's n whose evaluations + VJPs the other methods are matched to
 
 
 class ProxyClasses:
@@ -100,8 +92,9 @@ def _run(proxy, task: str, method: str, x_T, labels, steps: int, n: int, knobs: 
         return sample(eps, x_T, proxy.alphas_cumprod, timesteps).x0, eps, [], None
     if method == "gfcg":
         model = ProxyClasses(proxy)
+        own = {k.split(".", 1)[1]: v for k, v in knobs.items() if k.startswith("gfcg.")}
         out = sample_gfcg(model, x_T, proxy.alphas_cumprod, timesteps, labels=labels, cfg_scale=CFG[task],
-                          params=_params(task, 1))
+                          params=_params(task, 1), settings=METHODS["gfcg"].settings(**own))
         return out.x0, None, out.records, model.images
     shared = {k.split(".", 1)[1]: v for k, v in knobs.items() if k.startswith("guidance.")}
     own = {k.split(".", 1)[1]: v for k, v in knobs.items() if not k.startswith("guidance.")}
@@ -112,17 +105,24 @@ def _run(proxy, task: str, method: str, x_T, labels, steps: int, n: int, knobs: 
     return out.x0, eps, out.records, None
 
 
+def _significant(value: Any, digits: int = 5) -> float:
+    """A float kept to `digits` significant digits (the class task's cross-entropy spans decades)."""
+    return float(f"{float(value):.{digits}g}")
+
+
 def measure_method(task: str, method: str, setting: str, steps: int, seeds: int, n: int = MATCH_N,
                    knobs: dict | None = None) -> dict[str, Any]:
-    """One row: run `method` on `task` for `seeds` samples; score, counts, peak memory, seconds."""
+    """One row: run `method` on `task` for `seeds` samples; score (mean, sd and per seed), the guide
+    classifier's and the held-out judge's accuracy (per seed too), counts, peak memory, seconds."""
     import torch
 
     from ..guidance.methods import ClassifierLoss
     from ..proxy import RandomGramLoss, load_proxy
     from ..proxy.evaluate import balanced_labels
+    from ..proxy.judge import load_judge
     from .memory import PeakMemory
 
-    proxy = load_proxy()
+    proxy, (judge, _) = load_proxy(), load_judge()
     labels = balanced_labels(-(-seeds // 10))[:seeds]
     x_T = torch.stack([torch.randn(1, 16, 16, generator=torch.Generator().manual_seed(s)) for s in range(seeds)])
     with PeakMemory(torch.device("cpu")) as mem:
@@ -132,13 +132,18 @@ def measure_method(task: str, method: str, setting: str, steps: int, seeds: int,
     with torch.no_grad():
         per_sample = (RandomGramLoss().per_image(x0) if task == "style"
                       else ClassifierLoss(proxy.classifier, labels).per_sample(x0))
-        accuracy = float((proxy.classifier(x0.clamp(-1, 1)).argmax(dim=1) == labels).float().mean())
+        guide_right = proxy.classifier(x0.clamp(-1, 1)).argmax(dim=1) == labels
+        judge_right = judge(x0.clamp(-1, 1)).argmax(dim=1) == labels
     evals = eps.evals + eps.evals_graph if eps is not None else images / (2 * seeds)  # in CFG (2B) batches
     vjps = sum(r.cost.get("vjps", 0) for r in records)
     return {"task": task, "method": method, "setting": setting, "n": n if method == "sag" else None,
             "knobs": ", ".join(f"{k}={v}" for k, v in (knobs or {}).items()) or "-",
-            "loss_mean": round(float(per_sample.mean()), 4), "loss_std": round(float(per_sample.std()), 4),
-            "accuracy": round(accuracy, 3), "evals": evals, "evals_graph": eps.evals_graph if eps else 0,
+            "loss_mean": _significant(per_sample.mean()), "loss_std": _significant(per_sample.std()),
+            "accuracy": round(float(guide_right.float().mean()), 3),
+            "judge_accuracy": round(float(judge_right.float().mean()), 3),
+            "loss_per_seed": [_significant(v, 7) for v in per_sample],
+            "judge_per_seed": [int(v) for v in judge_right],
+            "evals": evals, "evals_graph": eps.evals_graph if eps else 0,
             "vjps": vjps, "peak_mem_mb": round(mem.peak_mb, 1), "seconds": round(seconds, 2),
             "seeds": seeds, "steps": steps}
 
@@ -155,40 +160,6 @@ def matched_knob(method: str, budget: float, task: str, steps: int) -> int:
     return max(1, int((budget - (steps - guided) * UNGUIDED_STEP.calls) // (guided * per_pass)))
 
 
-def _measure_in_process(kind: str, params: dict) -> dict:
+def measure_in_process(kind: str, params: dict) -> dict:
+    """`run_child`'s signature, measured in this process (tests; no separate peak memory)."""
     return measure_method(**params)
-
-
-def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | None = None) -> list[dict]:
-    """Every row of both tasks, each through `run` (default: a fresh child process per row)."""
-    from ..method_registry import METHODS
-
-    if run is None:
-        from .children import run_child as run
-    steps, seeds = args.steps, args.seeds
-    if steps < 2 or seeds < 2:
-        from ..errors import InputError
-
-        raise InputError(f"bench methods needs --steps >= 2 and --seeds >= 2 (a spread needs two samples), "
-                         f"got --steps {steps} --seeds {seeds}.")
-
-    def row(task: str, method: str, setting: str, n: int = MATCH_N, **knobs: int) -> dict:
-        return run("methods", {"task": task, "method": method, "setting": setting, "steps": steps, "seeds": seeds,
-                               "n": n, "knobs": knobs})
-
-    rows = []
-    for task, others in (("style", STYLE_METHODS), ("class", CLASS_METHODS)):
-        rows.append(row(task, "none", "unguided"))
-        ns = SAG_NS if task == "style" else (MATCH_N,)
-        sag = {n: row(task, "sag", "defaults" if n == MATCH_N else f"n={n}", n) for n in ns}
-        rows.extend(sag.values())
-        budget = sag[MATCH_N]["evals"] + sag[MATCH_N]["vjps"]
-        for method in others:
-            rows.append(row(task, method, "defaults"))
-            knob = matched_knob(method, budget, task, steps)
-            rows.append(row(task, method, f"matched to sag n={MATCH_N}", **{METHODS[method].match_knob: knob}))
-            if method == "mpgd":  # its official step is 75 x SAG's; this row takes SAG's step size
-                rows.append(row(task, method, "SAG's step size", **{"mpgd.scale": 1.0}))
-        if task == "class":
-            rows.append(row(task, "gfcg", "defaults"))
-    return rows

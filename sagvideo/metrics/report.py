@@ -11,10 +11,10 @@ from torch import Tensor
 
 from ..errors import InputError
 from .frames import check_clip, check_same_length
-from .semantic import CHUNK, clip_consistency, depth_fidelity, style_distance
-from .temporal import FLOW_MAX_SIDE, WarpError, flicker, pair_warp_error, source_flow
+from .semantic import CHUNK, clip_consistency, clip_embedding_kind, depth_fidelity, style_distance
+from .temporal import FLOW_MAX_SIDE, WarpError, flicker, pair_warp_error, pair_warp_error_sq, source_flow
 
-METRICS = ("warp_error", "warp_error_source", "flicker", "style_distance", "clip_consistency", "depth_fidelity")
+METRICS = ("warp_error", "warp_error_source", "warp_error_sq", "warp_error_sq_source", "flicker", "style_distance", "clip_consistency", "depth_fidelity")
 
 
 def _number(value: Any) -> float | None:
@@ -26,13 +26,16 @@ def _numbers(values: list) -> list[float | None]:
     return [_number(v) for v in values]
 
 
-def _warp_errors(frames: np.ndarray, source: np.ndarray, max_side: int | None) -> tuple[WarpError, WarpError]:
-    """Warp error of the output and of the source under one pass of source flows (each pair computed once)."""
-    output, floor = [], []
+def _warp_errors(frames: np.ndarray, source: np.ndarray, max_side: int | None) -> dict[str, WarpError]:
+    """Both warp errors (absolute, Lai et al.'s squared) of the output and of the source under one
+    pass of source flows (each pair's flow computed once)."""
+    pairs: dict[str, list] = {"warp_error": [], "warp_error_source": [], "warp_error_sq": [],
+                              "warp_error_sq_source": []}
     for t, flow in enumerate(source_flow(source, max_side)):
-        output.append(pair_warp_error(frames[t], frames[t + 1], flow))
-        floor.append(pair_warp_error(source[t], source[t + 1], flow))
-    return WarpError.from_pairs(output), WarpError.from_pairs(floor)
+        for suffix, clip in (("", frames), ("_source", source)):
+            pairs["warp_error" + suffix].append(pair_warp_error(clip[t], clip[t + 1], flow))
+            pairs["warp_error_sq" + suffix].append(pair_warp_error_sq(clip[t], clip[t + 1], flow))
+    return {name: WarpError.from_pairs(values) for name, values in pairs.items()}
 
 
 def compute_metrics(
@@ -53,10 +56,13 @@ def compute_metrics(
     -> (N,)) for style_distance, clip_model (CLIPVisionModel) for clip_consistency, and
     depth_estimator with input_depth (F, h, w) for depth_fidelity (both or neither).
 
-    Returns {"warp_error", "warp_error_source", "flicker", "style_distance", "clip_consistency",
-    "depth_fidelity"}: float or None (None: not computed, undefined, or F = 1 for the temporal
-    ones); "flicker_static_source": bool (flicker is then the output's change, not a ratio);
-    "per_frame": the same six names -> lists of F values indexed by frame, where a pair metric
+    Returns {"warp_error", "warp_error_source" (mean absolute error), "warp_error_sq",
+    "warp_error_sq_source" (Lai et al. 2018's squared form, see `temporal.warp_error`), "flicker",
+    "style_distance", "clip_consistency", "depth_fidelity"}: float or None (None: not computed,
+    undefined, or F = 1 for the temporal ones); "flicker_static_source": bool (flicker is then the
+    output's change, not a ratio); "clip_consistency_embedding": "projected" or "pooled" (which CLIP
+    embedding, `semantic.clip_embedding_kind`; None without a model);
+    "per_frame": the same names -> lists of F values indexed by frame, where a pair metric
     (t, t+1) is stored at frame t+1 and frame 0 holds None, and a metric not computed has [];
     "seconds": wall time of the whole computation.
     """
@@ -68,11 +74,10 @@ def compute_metrics(
         raise InputError("depth_fidelity needs both depth_estimator and input_depth. "
                          "To fix: pass both, or neither to skip the metric.")
 
-    warp, warp_source = _warp_errors(frames, source, flow_max_side)
+    warps = _warp_errors(frames, source, flow_max_side)
     flick = flicker(frames, source)
     results: dict[str, tuple[float | None, list]] = {
-        "warp_error": (warp.mean, [None, *warp.per_pair]),
-        "warp_error_source": (warp_source.mean, [None, *warp_source.per_pair]),
+        **{name: (w.mean, [None, *w.per_pair]) for name, w in warps.items()},
         "flicker": (flick.value, [None, *flick.per_pair]),
         "style_distance": (None, []),
         "clip_consistency": (None, []),
@@ -90,6 +95,7 @@ def compute_metrics(
 
     report: dict[str, Any] = {name: _number(results[name][0]) for name in METRICS}
     report["flicker_static_source"] = bool(flick.static_source)
+    report["clip_consistency_embedding"] = clip_embedding_kind(clip_model) if clip_model is not None else None
     report["per_frame"] = {name: _numbers(results[name][1]) for name in METRICS}
     report["seconds"] = round(time.perf_counter() - start, 4)
     return report

@@ -61,25 +61,35 @@ def style_distance(frames: np.ndarray, per_frame_loss: Callable[[Tensor], Tensor
     return PerFrame.of(values)
 
 
+def clip_embedding_kind(model: Any) -> str:
+    """Which embedding `clip_consistency` compares: "projected" (the image embedding of CLIP's joint
+    space, `visual_projection(pooler_output)`, as papers report) for a model with a projection
+    (CLIPVisionModelWithProjection), else "pooled" (the post-layernorm CLS token, pooler_output)."""
+    return "projected" if hasattr(model, "visual_projection") else "pooled"
+
+
 def _clip_embed(model: Any, images: Tensor) -> Tensor:
-    """Unit-norm CLIP image embeddings (pooler_output): (N, 3, H, W) in [0, 1] -> (N, D) float32."""
+    """Unit-norm CLIP image embeddings (`clip_embedding_kind`): (N, 3, H, W) in [0, 1] -> (N, D) float32."""
     param = next(model.parameters())
     size = int(model.config.image_size)
     x = F.interpolate(images.to(param.device), size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1)
     out = model(pixel_values=((x - mean) / std).to(param.dtype))
-    return F.normalize(out.pooler_output.float(), dim=-1)
+    embedding = out.image_embeds if clip_embedding_kind(model) == "projected" else out.pooler_output
+    return F.normalize(embedding.float(), dim=-1)
 
 
 @torch.no_grad()
 def clip_consistency(frames: np.ndarray, clip_vision_model: Any, chunk: int = CHUNK) -> PerFrame:
     """Cosine similarity of the CLIP embeddings of consecutive frames.
 
-    frames: uint8 (F, H, W, 3); clip_vision_model: a transformers CLIPVisionModel (any device or
-    dtype; put it in eval mode). Each frame is resized to config.image_size squared (bicubic,
-    antialiased; as the style loss does, the aspect is not kept), normalised with the CLIP
-    mean/std; e_t = pooler_output / ||pooler_output||; s_t = e_t . e_{t+1}. Returns the F - 1
+    frames: uint8 (F, H, W, 3); clip_vision_model: a transformers CLIPVisionModelWithProjection
+    (or CLIPVisionModel; any device or dtype; put it in eval mode). Each frame is resized to
+    config.image_size squared (bicubic, antialiased; as the style loss does, the aspect is not
+    kept), normalised with the CLIP mean/std; e_t = the projected image embedding (image_embeds,
+    as papers report; pooler_output for a model without a projection, see `clip_embedding_kind`)
+    over its norm; s_t = e_t . e_{t+1}. Returns the F - 1
     values s_t and their mean (None for F = 1). 1.0: consecutive frames show the same content.
     """
     frames = check_clip(frames, "frames")

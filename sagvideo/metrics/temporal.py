@@ -137,6 +137,14 @@ def source_flow(source_frames: np.ndarray, max_side: int | None = FLOW_MAX_SIDE)
     return pairs()
 
 
+def _warped_difference(frame: np.ndarray, next_frame: np.ndarray, flow: PairFlow) -> np.ndarray:
+    """warp(next_frame) - frame in [0, 1] units at flow.size, (h, w, 3) float32, where
+    warp(next)(x) = next(x + forward(x)) (cv2.remap, bilinear)."""
+    current = resize(frame, flow.size).astype(np.float32)
+    warped, _ = _lookup(resize(next_frame, flow.size).astype(np.float32), flow.forward)
+    return (warped - current) / 255.0
+
+
 def pair_warp_error(frame: np.ndarray, next_frame: np.ndarray, flow: PairFlow) -> float | None:
     """Mean |warp(next_frame) - frame| over flow.valid pixels and channels, in [0, 1] units.
 
@@ -145,12 +153,18 @@ def pair_warp_error(frame: np.ndarray, next_frame: np.ndarray, flow: PairFlow) -
     """
     if not flow.valid.any():
         return None
-    current = resize(frame, flow.size).astype(np.float32)
-    warped, _ = _lookup(resize(next_frame, flow.size).astype(np.float32), flow.forward)
-    return float(np.abs(warped - current)[flow.valid].mean() / 255.0)
+    return float(np.abs(_warped_difference(frame, next_frame, flow))[flow.valid].mean())
 
 
-def warp_error(frames: np.ndarray, flows: Iterable[PairFlow]) -> WarpError:
+def pair_warp_error_sq(frame: np.ndarray, next_frame: np.ndarray, flow: PairFlow) -> float | None:
+    """Lai et al. 2018's squared form: sum over RGB of (warp(next_frame) - frame)^2, pixels in
+    [0, 1], averaged over the flow.valid (non-occluded) pixels. Inputs as `pair_warp_error`."""
+    if not flow.valid.any():
+        return None
+    return float(np.square(_warped_difference(frame, next_frame, flow)).sum(-1)[flow.valid].mean())
+
+
+def warp_error(frames: np.ndarray, flows: Iterable[PairFlow], squared: bool = False) -> WarpError:
     """Warp error of a clip under the source flow: frame t+1 warped back onto frame t.
 
     frames: uint8 (F, H, W, 3), any size (resized to the flow size); flows: the F - 1 pairs of
@@ -158,6 +172,9 @@ def warp_error(frames: np.ndarray, flows: Iterable[PairFlow]) -> WarpError:
     channels of |I_{t+1}(x + f_t(x)) - I_t(x)| / 255; the result holds every E_t and their
     mean over pairs (pairs with no valid pixel are left out of the mean). Applied to the source
     frames themselves it gives the floor that flow errors and lighting changes leave.
+    `squared`: E_t = mean over non-occluded x of sum over RGB of (I_{t+1}(x + f_t(x)) - I_t(x))^2 with
+    pixels in [0, 1], the warping error of Lai et al. 2018 ("Learning Blind Video Temporal
+    Consistency", eq. 5) with this module's flow and occlusion mask in place of FlowNet2's.
     """
     frames = check_clip(frames, "frames")
     per_pair: list[float | None] = []
@@ -165,7 +182,7 @@ def warp_error(frames: np.ndarray, flows: Iterable[PairFlow]) -> WarpError:
         if t + 1 >= len(frames):
             raise InputError(f"got more flows than the {len(frames) - 1} frame pairs of frames. "
                              f"To fix: compute the flows with source_flow on the source of these frames.")
-        per_pair.append(pair_warp_error(frames[t], frames[t + 1], flow))
+        per_pair.append((pair_warp_error_sq if squared else pair_warp_error)(frames[t], frames[t + 1], flow))
     if len(per_pair) != len(frames) - 1:
         raise InputError(f"got {len(per_pair)} flows for {len(frames) - 1} frame pairs. "
                          f"To fix: compute the flows with source_flow on the source of these frames.")

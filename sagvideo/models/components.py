@@ -40,7 +40,7 @@ from diffusers import (
     UNetMotionModel,
 )
 from diffusers.utils import logging as diffusers_logging
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from ..errors import ConfigError
 from . import presets
@@ -75,7 +75,7 @@ class Components:
     vae: AutoencoderKL
     text_encoder: CLIPTextModel
     tokenizer: CLIPTokenizer
-    clip_vision: CLIPVisionModel
+    clip_vision: CLIPVisionModelWithProjection  # the projection serves clip_consistency only
     alphas_cumprod: torch.Tensor
     vae_scale_factor: int
     latent_scale: float
@@ -264,7 +264,7 @@ def _build_random(preset: str, video: bool, ids: dict, device: torch.device, dty
                 torch.nn.init.zeros_(conv.bias)
     vae = AutoencoderKL(**presets.vae_config(preset))
     text_encoder = CLIPTextModel(CLIPTextConfig(**presets.clip_text_config(preset)))
-    clip_vision = CLIPVisionModel(CLIPVisionConfig(**presets.clip_vision_config(preset)))
+    clip_vision = CLIPVisionModelWithProjection(CLIPVisionConfig(**presets.clip_vision_config(preset)))
     tokenizer = byte_level_tokenizer(presets.tokenizer_length(preset))
     # Built last, so that the other networks are the same with and without video.
     adapter = MotionAdapter(**presets.motion_adapter_config(preset)) if video else None

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, UNet2DConditionModel
-from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModel
+from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from ..errors import ConfigError
 from .components import Components, _assemble, resolve_device_dtype
@@ -130,7 +130,7 @@ def load_components(ids: ModelIds = ModelIds(), *, device: str | torch.device = 
     vae = loader.role(AutoencoderKL, refs["vae"], "VAE") if ids.vae else parts.vae
     adapter = loader.role(MotionAdapter, refs["motion_adapter"], "AnimateDiff motion adapter") if video else None
     controlnet = loader.role(ControlNetModel, refs["controlnet"], "ControlNet (depth)")
-    clip_vision = loader.pretrained(CLIPVisionModel.from_pretrained, ids.clip_vision, "CLIP vision model",
+    clip_vision = loader.pretrained(CLIPVisionModelWithProjection.from_pretrained, ids.clip_vision, "CLIP vision model",
                                     "model.clip_vision")
     names: dict[str, str | None] = {"base": refs["base"].shown,
                                     "motion_adapter": refs["motion_adapter"].shown if video else None,

@@ -1,0 +1,125 @@
+"""Train the video proxy: `python -m sagvideo.proxy.video_train [--out PATH] [--steps N]`.
+
+Epsilon prediction on 8-frame moving-digit clips (`video_data`), uniform t on the proxy's DDPM
+linear schedule, AdamW with warm-up and cosine decay, an EMA of the weights; saves one
+checkpoint (float32, weights_only-loadable) with its record: settings, final loss, seconds,
+threads. 8 frames is the model's window: longer clips go through `guidance.WindowedEps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..files import atomic_path
+from .train import _lr_factor  # warm-up then cosine, read from settings.warmup / .steps
+from .schedule import NUM_TRAIN_TIMESTEPS, add_noise, proxy_alphas_cumprod
+from .video_data import moving_digit_clips, small_digits
+from .video_model import VideoConfig, VideoDenoiser
+
+DEFAULT_VIDEO_CHECKPOINT = Path(__file__).with_name("proxy_video.pt")
+VIDEO_TRAIN_COMMAND = "python -m sagvideo.proxy.video_train"
+WINDOW = 8  # frames per training clip = the model's context window
+
+
+@dataclass(frozen=True)
+class VideoTrainSettings:
+    steps: int = 1000
+    batch_size: int = 16
+    lr: float = 2e-3
+    warmup: int = 50
+    ema_decay: float = 0.99
+    seed: int = 0
+    threads: int = 2
+    log_every: int = 100
+
+
+def train_video(settings: VideoTrainSettings = VideoTrainSettings(), config: VideoConfig = VideoConfig(),
+                log: Callable[[str], None] = print) -> tuple[VideoDenoiser, dict]:
+    """Train; returns (EMA model in eval mode, frozen; its record)."""
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    digits, alphas = small_digits(), proxy_alphas_cumprod().float()
+    model = VideoDenoiser(config)
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
+    window: list[float] = []
+    start = time.perf_counter()
+    for step in range(settings.steps):
+        x0, labels = moving_digit_clips(settings.batch_size, WINDOW, gen, digits)
+        t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (settings.batch_size,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        loss = F.mse_loss(model(add_noise(x0, noise, t, alphas), t, labels), noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        decay = min(settings.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for p_ema, p in zip(ema.parameters(), model.parameters()):
+                p_ema.lerp_(p, 1.0 - decay)
+        window = (window + [loss.item()])[-settings.log_every:]
+        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
+            log(f"video step {step + 1}/{settings.steps}  loss {sum(window) / len(window):.4f}  "
+                f"{time.perf_counter() - start:.0f}s")
+    record = {"settings": asdict(settings), "config": config.as_dict(), "window": WINDOW,
+              "final_train_loss": sum(window) / max(1, len(window)),
+              "num_parameters": sum(p.numel() for p in model.parameters()),
+              "train_seconds": round(time.perf_counter() - start, 1),
+              "load_average_at_end": os.getloadavg()[0], "torch_version": str(torch.__version__)}
+    return ema.eval().requires_grad_(False), record
+
+
+def save_video_proxy(path: str | os.PathLike, model: VideoDenoiser, record: dict) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": 1, "config": model.config.as_dict(), "state": model.state_dict(), "meta": record}, tmp)
+    return path
+
+
+def load_video_proxy(path: str | os.PathLike | None = None) -> tuple[VideoDenoiser, dict]:
+    """(the video model in eval mode, frozen, CPU float32; its training record)."""
+    path = Path(path) if path is not None else DEFAULT_VIDEO_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"video proxy checkpoint '{path}' not found. To fix: re-create it with "
+                                f"`{VIDEO_TRAIN_COMMAND}` (minutes on 2 CPU cores).")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    model = VideoDenoiser(VideoConfig(**payload["config"]))
+    model.load_state_dict(payload["state"])
+    return model.eval().requires_grad_(False), dict(payload["meta"])
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog=VIDEO_TRAIN_COMMAND, description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default=str(DEFAULT_VIDEO_CHECKPOINT))
+    parser.add_argument("--steps", type=int, default=VideoTrainSettings.steps)
+    parser.add_argument("--channels", type=int, default=VideoConfig.channels)
+    parser.add_argument("--log-every", type=int, default=VideoTrainSettings.log_every)
+    parser.add_argument("--threads", type=int, default=VideoTrainSettings.threads,
+                        help="torch threads (1 beats 2 on a machine that other jobs load)")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.channels < 1:
+        parser.error("--steps and --channels must be positive.")
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise SystemExit(f"output folder '{out.parent}' does not exist. To fix: create it or pass another --out.")
+    model, record = train_video(VideoTrainSettings(steps=args.steps, log_every=args.log_every, threads=args.threads),
+                                VideoConfig(channels=args.channels))
+    save_video_proxy(out, model, record)
+    print(f"video proxy: final loss {record['final_train_loss']:.4f}, {record['train_seconds']}s; wrote {out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
