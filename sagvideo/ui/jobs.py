@@ -210,14 +210,15 @@ class JobRunner:
                  events: queue.Queue) -> Finished:
         from .. import api
 
-        total, start = steps_that_run(config), time.perf_counter()
+        total, first_step = steps_that_run(config), []
         preview_path, every = OutputLayout.of(output).preview, config.output.preview
 
         def on_step(i: int, t: int, x: Any, x0_hat: Any, loss: float | None) -> None:
             if control.cancel.is_set():
                 raise Cancelled(f"cancelled at step {i + 1} of {total}")
-            done = i + 1
-            eta = (time.perf_counter() - start) / done * (total - done)
+            done, now = i + 1, time.perf_counter()
+            first_step[:] = first_step or [now]  # the ETA counts from the first step: loading and depth are done
+            eta = (now - first_step[0]) / (done - 1) * (total - done) if done > 1 else None
             preview = _read_preview(preview_path) if every and done % every == 0 else None
             events.put(Progress("sampling", done, total, eta, preview))
 

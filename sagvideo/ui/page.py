@@ -17,12 +17,13 @@ from .jobs import Finished, is_photo, JobControl, JobFailed, JobRequest, JobRunn
 from .settings import PageSettings, config_choices, default_choice, knob_values
 
 # what the page shows of a report (the whole report is a download)
-SUMMARY_KEYS = ("frames", "output_fps", "output_size", "guidance_method", "device", "label")
+SUMMARY_KEYS = ("frames", "output_fps", "output_size", "device", "label")
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
     """The report's headline numbers: frames, fps, duration, size, timings, the quality metrics."""
     shown = {k: report[k] for k in SUMMARY_KEYS if k in report}
+    shown["guidance_method"] = (report.get("guidance_method") or {}).get("name")
     if "frames" in report and "output_fps" in report:
         from fractions import Fraction
 
