@@ -176,7 +176,7 @@ class JobRunner:
         try:
             config, output, photo = self.check(request)
         except SagVideoError as exc:
-            raise JobFailed(failure_message(exc, self.output_dir)) from None
+            raise JobFailed(_upload_names(failure_message(exc, self.output_dir), request)) from None
         events: queue.Queue = queue.Queue()
         worker = threading.Thread(target=self._work, args=(request, config, output, photo, control, events),
                                   name="sagvideo-ui-job", daemon=True)
@@ -184,8 +184,8 @@ class JobRunner:
         try:
             while True:
                 event = events.get()
-                if isinstance(event, BaseException):
-                    raise event
+                if isinstance(event, JobFailed):
+                    raise JobFailed(_upload_names(str(event), request), event.cancelled)
                 yield event
                 if isinstance(event, Finished):
                     return
@@ -232,6 +232,15 @@ class JobRunner:
         layout = OutputLayout.of(output)
         written = [Path(p) for p in report.get("outputs", {}).values()] + [layout.report]
         return Finished(output, report, [p for p in written if p.is_file()])
+
+
+def _upload_names(message: str, request: JobRequest) -> str:
+    """The uploads by their own names: the server's copies sit in long temporary paths that mean nothing to the user."""
+    for path in (request.video, request.style):
+        if path:
+            message = message.replace(str(Path(path).expanduser().resolve()), Path(path).name)
+            message = message.replace(str(path), Path(path).name)
+    return message
 
 
 def _read_preview(path: Path) -> Any:

@@ -78,19 +78,17 @@ class Page:
                            summary(event.report), plot, [str(p) for p in event.files])
         except JobFailed as exc:
             yield f"**{'cancelled' if exc.cancelled else 'error'}:** {exc}", None, blank, None, None, None, None
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(str(exc), duration=15, print_exception=False) from None
         finally:
             with self._lock:
                 self._running.pop(session, None)
 
-    def cancel(self, request: gr.Request) -> str:
-        """Ask this session's running job to stop at its next step boundary."""
+    def cancel(self, request: gr.Request) -> None:
+        """Ask this session's running job to stop at its next step boundary (the run itself then says so)."""
         with self._lock:
             control = self._running.get(getattr(request, "session_hash", None))
-        if control is None:
-            return "nothing is running"
-        control.cancel.set()
-        return "cancelling at the next step..."
+        if control is not None:
+            control.cancel.set()
 
 
 def build_page(runner: JobRunner, server_configs: list[str] | None = None) -> gr.Blocks:
@@ -135,5 +133,5 @@ def build_page(runner: JobRunner, server_configs: list[str] | None = None) -> gr
         run.click(page.stylize, [video, style, prompt, config, *knobs, advanced],
                   [status, preview, source, result, report, plot, files], api_name="stylize",
                   concurrency_limit=1, concurrency_id="device")
-        stop.click(page.cancel, None, status, queue=False, api_visibility="private")
+        stop.click(page.cancel, None, None, queue=False, api_visibility="private")
     return demo
