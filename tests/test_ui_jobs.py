@@ -122,3 +122,15 @@ def test_ui_without_the_extra_says_how_to_install_before_torch(tmp_path):
     assert proc.stdout.strip() == "TORCH_NOT_LOADED"
     assert proc.stderr.strip() == 'sagvideo: error: the page needs the optional "ui" extra. To fix: pip install ' \
                                   '"sagvideo[ui]"'
+
+
+def test_only_this_machine_by_default_and_a_warning_for_other_hosts():
+    from sagvideo.cli import build_parser
+    from sagvideo.ui.launch import host_warning
+
+    args = build_parser().parse_args(["ui"])
+    assert (args.host, args.port, args.auth) == ("127.0.0.1", 7860, None)
+    assert host_warning(args.host, args.port, None) is None
+    warning = host_warning("0.0.0.0", 7860, None)
+    assert "anyone who can reach port 7860" in warning and "--auth USER:PASSWORD" in warning
+    assert "--auth" not in host_warning("0.0.0.0", 7860, ("u", "p"))

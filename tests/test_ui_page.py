@@ -188,16 +188,26 @@ def test_the_page_in_a_browser(server, browser, tmp_path):
 def test_the_api_endpoint_with_gradio_client(server, tmp_path):
     url, out = server
     from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
 
     painting = np.asarray(Image.open(require_fixture("starry_night.jpg")).convert("RGB").resize((96, 64)))
     style16 = tmp_path / "style16.png"  # a 16-bit style image reaches the job unconverted, and works
     Image.fromarray((painting[..., 0].astype(np.uint16) * 257), mode="I;16").save(style16)
     client = Client(url, verbose=False)
-    result = client.predict(video=handle_file(str(require_fixture("bigbuckbunny.mp4"))), style=handle_file(str(style16)),
-                            prompt="a rabbit", frames="2", advanced="sampling.steps=2", api_name="/stylize")
-    message, _, _, video, summary, plot, files = result
-    assert message.startswith("done") and summary["frames"] == 2
-    name = Path(video).name
-    report = json.loads((out / name.replace(".mp4", ".json")).read_text())
-    assert report["input"]["prompt"] == "a rabbit" and len(report["timesteps"]) == 2
-    assert sorted(Path(f).name for f in files) == sorted(p for p in outputs(out) if p.startswith(name[:-4]))
+    job = dict(video=handle_file(str(require_fixture("bigbuckbunny.mp4"))), style=handle_file(str(style16)),
+               prompt="a rabbit", frames="2", advanced="sampling.steps=2", api_name="/stylize")
+    first, second = client.submit(**job), client.submit(**job)  # one device: the second waits its turn
+    waited = set()
+    while not second.done():
+        update = second.status()
+        if update.code == Status.IN_QUEUE and not first.done():
+            waited.add(update.rank)
+        time.sleep(0.02)
+    assert waited and min(waited) >= 0  # the second run was told its place in the queue while the first ran
+    for result in (first.result(), second.result()):
+        message, _, _, video, summary, plot, files = result
+        assert message.startswith("done") and summary["frames"] == 2
+        name = Path(video).name
+        report = json.loads((out / name.replace(".mp4", ".json")).read_text())
+        assert report["input"]["prompt"] == "a rabbit" and len(report["timesteps"]) == 2
+        assert sorted(Path(f).name for f in files) == sorted(p for p in outputs(out) if p.startswith(name[:-4]))

@@ -66,12 +66,19 @@ def check_ui(args: argparse.Namespace) -> tuple[tuple[str, str] | None, dict]:
     return auth, sets
 
 
+def host_warning(host: str, port: int, auth: tuple[str, str] | None) -> str | None:
+    """The warning for an address other than this machine's own, or None."""
+    if host in LOCAL_HOSTS:
+        return None
+    return (f"sagvideo: warning: listening on {host}: anyone who can reach port {port} on that network can use this "
+            f"page and its GPU{'' if auth else '. Add --auth USER:PASSWORD to ask for a password'}.")
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     auth, sets = check_ui(args)
-    if args.host not in LOCAL_HOSTS:
-        print(f"sagvideo: warning: listening on {args.host}: anyone who can reach port {args.port} on that network "
-              f"can use this page and its GPU{'' if auth else '. Add --auth USER:PASSWORD to ask for a password'}.",
-              file=sys.stderr)
+    warning = host_warning(args.host, args.port, auth)
+    if warning:
+        print(warning, file=sys.stderr)
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no telemetry, no version check: works offline
     from .cache import RuntimeCache
     from .jobs import JobRunner
