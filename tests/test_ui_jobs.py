@@ -134,3 +134,10 @@ def test_only_this_machine_by_default_and_a_warning_for_other_hosts():
     warning = host_warning("0.0.0.0", 7860, None)
     assert "anyone who can reach port 7860" in warning and "--auth USER:PASSWORD" in warning
     assert "--auth" not in host_warning("0.0.0.0", 7860, ("u", "p"))
+
+
+def test_an_image_upload_is_stylized_as_one_image(tmp_path, fixtures, one_torch_thread):
+    runner = JobRunner(tmp_path)
+    done = run_all(runner, request(fixtures / "shipwreck.jpg", fixtures / "starry_night.jpg"))[-1]
+    assert done.output.name == "shipwreck_sag_001.png" and done.report["kind"] == "image"
+    assert outputs(tmp_path) == ["shipwreck_sag_001.json", "shipwreck_sag_001.png"]

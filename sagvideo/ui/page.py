@@ -14,7 +14,7 @@ import gradio as gr
 
 from ..method_registry import PIPELINE_METHODS
 from .jobs import Finished, is_photo, JobControl, JobFailed, JobRequest, JobRunner, Progress
-from .settings import PageSettings, config_choices, default_choice, knob_values
+from .settings import KNOB_KEYS, PageSettings, config_choices, default_choice, knob_values
 
 # what the page shows of a report (the whole report is a download)
 SUMMARY_KEYS = ("frames", "output_fps", "output_size", "device", "label")
@@ -47,7 +47,7 @@ class Page:
             values = knob_values(PageSettings(choice).config(self.runner.server_sets))
         except Exception as exc:  # a broken config file: say so, keep the page
             raise gr.Error(str(exc)) from None
-        return [values[k] for k in ("strength", "steps", "seed", "method", "size", "frames", "denoise")]
+        return [values[k] for k in KNOB_KEYS]
 
     def stylize(self, video: str | None, style: str | None, prompt: str, config: str, strength: float, steps: int,
                 seed: int, method: str, size: int, frames: str, denoise: float, advanced: str,
@@ -73,12 +73,14 @@ class Page:
                     yield event.text(), preview, shown_source, blank, blank, blank, blank
                 elif isinstance(event, Finished):
                     plot = next((str(p) for p in event.files if p.name.endswith(".plot.png")), None)
-                    result = str(event.output)
-                    yield (f"done: wrote {event.output.name} ({len(event.files)} files)", blank, blank, result,
+                    image = is_photo(str(event.output))  # an image job: the result goes where the preview was
+                    yield (f"done: wrote {event.output.name} ({len(event.files)} files)",
+                           str(event.output) if image else blank, blank, None if image else str(event.output),
                            summary(event.report), plot, [str(p) for p in event.files])
         except JobFailed as exc:
             yield f"**{'cancelled' if exc.cancelled else 'error'}:** {exc}", None, blank, None, None, None, None
-            raise gr.Error(str(exc), duration=15, print_exception=False) from None
+            if not exc.cancelled:  # an error also reaches API callers (gradio_client raises it) and shows a toast
+                raise gr.Error(str(exc), duration=15, print_exception=False) from None
         finally:
             with self._lock:
                 self._running.pop(session, None)
@@ -95,7 +97,7 @@ def build_page(runner: JobRunner, server_configs: list[str] | None = None) -> gr
     """The Blocks app (not launched). Analytics off: the page makes no call outside the server."""
     page = Page(runner, server_configs)
     choice = default_choice(server_configs)
-    start = dict(zip(("strength", "steps", "seed", "method", "size", "frames", "denoise"), page.knobs_for(choice)))
+    start = dict(zip(KNOB_KEYS, page.knobs_for(choice)))
     with gr.Blocks(title="sagvideo", analytics_enabled=False) as demo:
         gr.Markdown("## sagvideo: restyle a video toward a style image")
         with gr.Row():
