@@ -98,7 +98,8 @@ def build_page(runner: JobRunner, server_configs: list[str] | None = None) -> gr
     page = Page(runner, server_configs)
     choice = default_choice(server_configs)
     start = dict(zip(KNOB_KEYS, page.knobs_for(choice)))
-    with gr.Blocks(title="sagvideo", analytics_enabled=False) as demo:
+    # uploads and served copies in gradio's cache are deleted after a day (checked hourly)
+    with gr.Blocks(title="sagvideo", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         gr.Markdown("## sagvideo: restyle a video toward a style image")
         with gr.Row():
             with gr.Column(scale=1):
