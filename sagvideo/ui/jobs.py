@@ -24,12 +24,9 @@ from typing import Any, Iterator
 
 from ..commandline import DISK_FULL, OUT_OF_MEMORY_FIX, out_of_memory_line
 from ..errors import InputError, SagVideoError
-from ..layout import IMAGE_SUFFIXES, OutputLayout
 from .cache import RuntimeCache
 from .settings import PageSettings
 
-# image inputs the page stylizes as one frame (their depth conditions it, as `sagvideo image --depth-from`)
-PHOTO_SUFFIXES = (*IMAGE_SUFFIXES, ".bmp", ".tif", ".tiff")
 CPU_OUT_OF_MEMORY = "can't allocate memory"  # torch's CPU allocator raises a RuntimeError, not OutOfMemoryError
 
 
@@ -63,6 +60,17 @@ class JobControl:
 
 
 @dataclass
+class CheckedJob:
+    """A request that passed the checks: its config, fresh output path, kind, and file names (`.preview`; None
+    for an image job, which has no live preview)."""
+
+    config: Any
+    output: Path
+    photo: bool
+    layout: Any
+
+
+@dataclass
 class Progress:
     """Where a run is: `stage`, step `step` of `total` (sampling), seconds left, the preview (H, W, 3) uint8."""
 
@@ -89,8 +97,11 @@ class Finished:
 
 
 def is_photo(path: str) -> bool:
-    """Whether an upload is stylized as one image rather than a video (by its suffix)."""
-    return Path(path).suffix.lower() in PHOTO_SUFFIXES
+    """Whether an upload is stylized as one image (its depth conditions it, as `sagvideo image --depth-from`)
+    rather than a video: a suffix Pillow reads."""
+    from PIL import Image
+
+    return Path(path).suffix.lower() in Image.registered_extensions()
 
 
 def steps_that_run(config: Any) -> int:
@@ -142,8 +153,8 @@ class JobRunner:
                              f"{self.max_upload_mb:g} MB. To fix: trim or re-encode it, or start the page with a "
                              f"larger --max-upload-mb.")
 
-    def check(self, request: JobRequest) -> tuple[Any, Path, bool]:
-        """The CLI's checks for this request, torch-free: (config, output path, whether the input is a photo)."""
+    def check(self, request: JobRequest) -> CheckedJob:
+        """The CLI's checks for this request, torch-free."""
         if not request.video:
             raise InputError("no video given. To fix: upload a video (or an image) in the 'Video or image' field.")
         if not request.style:
@@ -158,27 +169,29 @@ class JobRunner:
             from ..preflight import check_image, check_stylize
 
             if photo:
-                check_image(SimpleNamespace(output=output, style=request.style, depth_from=request.video), config)
+                checked = check_image(SimpleNamespace(output=output, style=request.style, depth_from=request.video),
+                                      config)
             else:
                 if not config.output.preview:  # the page shows the live preview (10 updates a run)
                     config.output.preview = max(1, steps_that_run(config) // 10)
-                check_stylize(SimpleNamespace(video=request.video, style=request.style, output=output, depth=None),
-                              config)
+                checked = check_stylize(SimpleNamespace(video=request.video, style=request.style, output=output,
+                                                        depth=None), config)
         except BaseException:
             self._release_name(output)
             raise
-        return config, output, photo
+        # a video job's check returns its file names (an OutputLayout, or the JobFiles that hold one)
+        return CheckedJob(config, output, photo, getattr(checked, "layout", checked))
 
     # ------------------------------------------------------------------ the run
     def run(self, request: JobRequest, control: JobControl | None = None) -> Iterator[Progress | Finished]:
         """Check, then run on a worker thread; yields `Progress` and, last, `Finished`. Raises `JobFailed`."""
         control = control or JobControl()
         try:
-            config, output, photo = self.check(request)
+            job = self.check(request)
         except SagVideoError as exc:
             raise JobFailed(_upload_names(failure_message(exc, self.output_dir), request)) from None
         events: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=self._work, args=(request, config, output, photo, control, events),
+        worker = threading.Thread(target=self._work, args=(request, job, control, events),
                                   name="sagvideo-ui-job", daemon=True)
         worker.start()
         try:
@@ -192,26 +205,26 @@ class JobRunner:
         finally:
             control.cancel.set()  # a page that went away mid-run stops its job too
             worker.join()
-            self._release_name(output)
+            self._release_name(job.output)
 
-    def _work(self, request: JobRequest, config: Any, output: Path, photo: bool, control: JobControl,
-              events: queue.Queue) -> None:
-        device = str(config.model.device)
+    def _work(self, request: JobRequest, job: CheckedJob, control: JobControl, events: queue.Queue) -> None:
+        device = str(job.config.model.device)
         with self._names:
             lock = self._devices.setdefault(device, threading.Lock())
         try:
             with lock:  # one run at a time per device (the page's queue already orders them)
                 events.put(Progress("loading models and reading the input"))
-                events.put(self._stylize(request, config, output, photo, control, events))
+                events.put(self._stylize(request, job, control, events))
         except BaseException as exc:  # told on the page; the server goes on
-            events.put(JobFailed(failure_message(exc, output.parent), cancelled=isinstance(exc, Cancelled)))
+            events.put(JobFailed(failure_message(exc, job.output.parent), cancelled=isinstance(exc, Cancelled)))
 
-    def _stylize(self, request: JobRequest, config: Any, output: Path, photo: bool, control: JobControl,
-                 events: queue.Queue) -> Finished:
+    def _stylize(self, request: JobRequest, job: CheckedJob, control: JobControl, events: queue.Queue) -> Finished:
         from .. import api
 
+        config, output, photo = job.config, job.output, job.photo
         total, first_step = steps_that_run(config), []
-        preview_path, every = OutputLayout.of(output).preview, config.output.preview
+        preview_path = job.layout.preview if job.layout is not None and not photo else None
+        every = config.output.preview if preview_path is not None else 0
 
         def on_step(i: int, t: int, x: Any, x0_hat: Any, loss: float | None) -> None:
             if control.cancel.is_set():
@@ -229,9 +242,9 @@ class JobRunner:
         else:
             report = api.stylize_to_files(request.video, request.style, request.prompt or None, output, config=config,
                                           runtime=runtime, on_step=on_step)
-        layout = OutputLayout.of(output)
-        written = [Path(p) for p in report.get("outputs", {}).values()] + [layout.report]
-        return Finished(output, report, [p for p in written if p.is_file()])
+        # the stem is this run's own (fresh and reserved): every file under it is one the run wrote
+        written = sorted(p for p in output.parent.glob(f"{output.stem}.*") if p.is_file())
+        return Finished(output, report, sorted(written, key=lambda p: (p != output, p.name)))
 
 
 def _upload_names(message: str, request: JobRequest) -> str:
