@@ -1,4 +1,4 @@
-"""Command line: `sagvideo stylize | image | depth | batch | bench`.
+"""Command line: `sagvideo stylize | image | depth | batch | bench | ui`.
 
 Flags override values of the `--config` files, which override the defaults. Bad input exits
 with code 2 and a message that names the problem and the fix; nothing partial is left behind.
@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks: guidance gradients, pipeline, decode chunks, methods")
     add_bench_arguments(p)
+
+    from .ui.launch import add_ui_arguments
+
+    add_ui_arguments(sub.add_parser("ui", help="a web page (Gradio) for stylizing: pip install \"sagvideo[ui]\""))
     return parser
 
 
