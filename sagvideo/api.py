@@ -15,11 +15,11 @@ Each reads and checks its inputs (settings first, before any model loads), runs
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .config import MAX_SIZE, Config, load_config
+from .config import MAX_SIZE, Config, load_config, wants_distributed
 from .errors import ConfigError, InputError
 from .guards import OutputLock, clean_stale_temporaries, input_files
 from .images import load_photo, load_style_image
@@ -44,18 +44,20 @@ def read_video_clip(video: str | os.PathLike, config: Config, *, for_sampling: b
 
 
 def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, depth_dir, cache_dir, seed,
-               on_step: StepCallback | None, progress: bool, preview: PreviewWriter | None = None
+               on_step: StepCallback | None, progress: bool, preview: PreviewWriter | None = None,
+               pipeline_class: Callable[[Runtime, Config], StylizePipeline] = StylizePipeline
                ) -> tuple[Clip, StylizeResult]:
     """Read, then run the pipeline; frames stay at model size (the caller restores the size).
 
-    A `preview` writer (which chains to `on_step`) decodes with the pipeline's VAE."""
+    A `preview` writer (which chains to `on_step`) decodes with the pipeline's VAE;
+    `pipeline_class(runtime, config)` builds the pipeline (a distributed run's rank passes its own)."""
     clock = Stopwatch()
     with clock.stage("read"):
         clip = read_video_clip(video, config)
         style_image = load_style_image(style)
         depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size) if depth_dir is not None else None
     runtime = runtime or Runtime.from_config(config, video=len(clip.frames) > 1)
-    pipe = StylizePipeline(runtime, config)
+    pipe = pipeline_class(runtime, config)
     on_step = preview.bind(pipe) if preview is not None else on_step
     result = pipe(clip.frames, style_image, prompt, depth=depth, seed=seed, cache_dir=cache_dir, on_step=on_step,
                   progress=progress, kind="video")
@@ -95,22 +97,32 @@ def stylize_to_files(
     config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
     report_extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    pipeline_class: Callable[[Runtime, Config], StylizePipeline] | None = None,
+) -> dict[str, Any] | None:
     """Run one job and write `output` (mp4), its companions and the report; returns the report.
 
     Every output path is checked before any work; all files are staged in a hidden folder and
     renamed into place together, the report last, so a failure leaves no partial outputs. The
     depth maps are cached beside the output. `report_extra` entries are added to the report (the
     batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
+
+    With `distributed.devices` or `distributed.num_nodes` above 1, the clip is sampled by that
+    many processes (`sagvideo.distributed`; call it from a script: the launcher re-runs the script
+    for each extra rank); rank 0 writes the outputs and returns the report, other ranks return None.
     """
     config = config or load_config()
+    if pipeline_class is None and wants_distributed(config):
+        from .distributed import stylize_to_files_distributed
+
+        return stylize_to_files_distributed(video, style, prompt, output, config=config, depth_dir=depth_dir,
+                                            seed=seed, progress=progress, report_extra=report_extra)
     layout = check_video_outputs(output, config, input_files(video, style, folder=depth_dir))
     with OutputLock(layout, wait=config.output.overwrite):
         clean_stale_temporaries(layout)  # what a killed run on this output left
         preview = PreviewWriter.maybe(layout, config, on_step)
         try:
             clip, result = _run_video(video, style, prompt, config, runtime, depth_dir, layout.depth_cache, seed,
-                                      on_step, progress, preview)
+                                      on_step, progress, preview, pipeline_class or StylizePipeline)
             result.report.update(report_extra or {})
             return write_video_outputs(result, clip, layout, config.output, progress=progress)
         finally:
