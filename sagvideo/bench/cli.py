@@ -13,7 +13,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
-    "pipeline": ["preset", "frames", "guided", "size", "windows", "guided_passes", "seconds_per_frame",
+    "pipeline": ["preset", "frames", "guided", "size", "windows", "devices", "windows_per_rank",
+                 "communication_share", "speedup", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
                  "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "accuracy", "evals", "vjps",
@@ -84,5 +85,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter-cost", dest="adapter_cost", action="store_true",
                    help="pipeline: also time each row without the image prompt, report its share and MB")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="pipeline: config overrides")
+    p.add_argument("--devices", type=int, nargs="+", default=[1],
+                   help="pipeline: processes sharing each clip's windows, one row each (e.g. 1 2)")
     p.add_argument("--json", help="write the rows here")
     p.set_defaults(handler=run_bench)

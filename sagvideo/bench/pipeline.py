@@ -31,10 +31,12 @@ def _runtime(preset: str, config: Any, device: str):
 
 
 def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px: int, device: str,
-                     video: str, style: str, overrides: dict[str, Any], adapter: bool = False) -> dict[str, Any]:
+                     video: str, style: str, overrides: dict[str, Any], adapter: bool = False,
+                     devices: int = 1) -> dict[str, Any] | None:
     """One row: one stylization of `frames` frames of `video`; seconds per stage, memory, evaluations,
     the image prompt's load + embedding seconds and MB; with `adapter`, its share of a job's time
-    once loaded (see `adapter.adapter_cost`)."""
+    once loaded (see `adapter.adapter_cost`). With `devices` > 1 the clip's windows are shared out
+    over that many processes (`sagvideo.distributed`); rank 0 returns the row, the others None."""
     import torch
 
     from .adapter import adapter_cost, adapter_weights_mb
@@ -45,18 +47,26 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
     from ..pipeline import StylizePipeline
 
     settings = {"video.frames": frames, "sampling.steps": steps, "model.depth": "tiny",
-                "guidance.enabled": guided, "model.device": device, **overrides}
+                "guidance.enabled": guided, "model.device": device, "distributed.devices": devices, **overrides}
     if preset != "tiny":
         settings["video.size"] = size_px
     config = load_config("tiny" if preset == "tiny" else None, settings)
+    ranks = sharded_pipeline(config) if devices > 1 else None
+    if ranks:
+        config.model.device = device = str(ranks[0].device)  # this rank's own GPU (or the CPU)
     runtime = _runtime(preset, config, device)
     clip = read_video_clip(video, config)
-    pipe = StylizePipeline(runtime, config)
+    pipe = ranks[1](runtime, config) if ranks else StylizePipeline(runtime, config)
     dev = runtime.components.device
     style_image = load_style_image(style)
     with PeakMemory(dev) as mem:
         result = pipe(clip.frames, style_image, "a scene, painted")
     rep = result.report
+    if ranks:
+        for proc in ranks[2]:
+            proc.wait()
+        if ranks[0].global_rank != 0:
+            return None
     cost = adapter_cost(runtime, config, clip.frames, style_image) if adapter else {}
     on = rep["ip_adapter"].get("enabled", True)
     seconds = rep["seconds"]
@@ -70,7 +80,26 @@ def measure_pipeline(preset: str, frames: int, steps: int, guided: bool, size_px
             "metrics": {k: v for k, v in rep.get("metrics", {}).items() if k != "per_frame"},
             "torch": torch.__version__, "overrides": overrides, "ip_adapter": dict(rep["ip_adapter"], cost=cost),
             "adapter_seconds": seconds.get("image_prompt"), "adapter_mb": adapter_weights_mb(runtime) if on else None,
-            "adapter_share": cost.get("share")}
+            "adapter_share": cost.get("share"), "threads": torch.get_num_threads(), **_distributed_columns(rep)}
+
+
+def sharded_pipeline(config: Any):
+    """(fabric, pipeline factory, started processes) for a row over `distributed.devices` processes."""
+    from ..distributed.launch import start_ranks
+    from ..distributed.pipeline import ShardedStylizePipeline
+
+    fabric, collective, procs = start_ranks(config)
+    return fabric, lambda runtime, cfg: ShardedStylizePipeline(runtime, cfg, collective), procs
+
+
+def _distributed_columns(report: dict[str, Any]) -> dict[str, Any]:
+    d = report.get("distributed")
+    if d is None:
+        return {"devices": 1}
+    return {"devices": d["devices"], "windows_per_rank": d["windows_per_rank"],
+            "communication_share": d["communication_share"],
+            "rank_sampling_seconds": [r["stage_seconds"].get("sampling") for r in d["ranks"]],
+            "rank_exchange_seconds": [r["exchange_seconds"] for r in d["ranks"]]}
 
 
 def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -82,14 +111,19 @@ def bench_pipeline(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     for preset in presets:
         for frames in args.frames:
-            for guided in ([True, False] if args.ratio else [True]):
-                rows.append(run_child("pipeline", {
-                    "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
-                    "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
-                    "overrides": overrides, "adapter": args.adapter_cost}))
+            for devices in args.devices:
+                for guided in ([True, False] if args.ratio else [True]):
+                    rows.append(run_child("pipeline", {
+                        "preset": preset, "frames": frames, "steps": args.steps, "guided": guided,
+                        "size_px": args.size_px[0], "device": args.device, "video": args.video, "style": args.style,
+                        "overrides": overrides, "adapter": args.adapter_cost, "devices": devices}))
     for row in rows:
         twin = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
-                     and not r["guided"]), None)
+                     and r["devices"] == row["devices"] and not r["guided"]), None)
         if row["guided"] and twin is not None:
             row["guided_over_unguided"] = round(row["sampling_seconds"] / twin["sampling_seconds"], 2)
+        single = next((r for r in rows if r["preset"] == row["preset"] and r["frames"] == row["frames"]
+                       and r["devices"] == 1 and r["guided"] == row["guided"]), None)
+        if single is not None and row["devices"] > 1:
+            row["speedup"] = round(single["seconds_per_frame"] / row["seconds_per_frame"], 2)
     return rows

@@ -135,6 +135,18 @@ def _is_collective_error(exc: BaseException) -> bool:
         or "connection closed" in str(exc).lower()
 
 
+def start_ranks(config: Config):
+    """Launch (or join) the run's ranks: (fabric, `Collective`, the processes this one started)."""
+    from .collective import Collective
+
+    fabric = make_fabric(config)
+    fabric.launch()
+    procs = list(getattr(fabric.strategy.launcher, "procs", None) or []) if fabric.global_rank == 0 else []
+    if procs:
+        _keep_observer_from_killing()
+    return fabric, Collective(fabric.global_rank, fabric.world_size), procs
+
+
 def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathLike, prompt: str | None,
                                  output: str | os.PathLike, *, config: Config, depth_dir: str | os.PathLike | None = None,
                                  seed: int | None = None, progress: bool = False,
@@ -147,16 +159,10 @@ def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathL
     """
     from ..api import _run_video, stylize_to_files
     from ..runtime import Runtime
-    from .collective import Collective
     from .pipeline import ShardedStylizePipeline
 
-    fabric = make_fabric(config)
-    fabric.launch()
-    rank, world = fabric.global_rank, fabric.world_size
-    procs = list(getattr(fabric.strategy.launcher, "procs", None) or []) if rank == 0 else []
-    if procs:
-        _keep_observer_from_killing()
-    collective = Collective(rank, world)
+    fabric, collective, procs = start_ranks(config)
+    rank, world = collective.rank, collective.world
     device = str(fabric.device)
     places: list[str] | None = None
     rank_config = _rank_config(config, rank)
