@@ -22,6 +22,10 @@ def check_frame_settings(config: Config, num_frames: int) -> None:
         from .guidance.sharded_windows import group_count
         from .guidance.windows import window_spans
 
+        if config.guidance.enabled and config.guidance.gradient == "direct":
+            raise ConfigError("config key 'guidance.gradient' is 'direct' (autograd through every window at once), "
+                              "which cannot cross the processes of a distributed run. To fix: use "
+                              "--gradient symplectic (exact, the default), or --devices 1.")
         windows = len(window_spans(num_frames, v.window, v.overlap))
         groups = group_count(windows, v.window_batch)
         if groups < world:

@@ -119,6 +119,8 @@ def test_more_processes_than_window_groups_is_refused_before_any_work():
     with pytest.raises(ConfigError, match="only 3 window"):
         check_frame_settings(config, 40)
     check_frame_settings(load_config("tiny", {"distributed.devices": 3}), 40)  # 3 windows for 3 ranks: fine
+    with pytest.raises(ConfigError, match="guidance.gradient"):
+        check_frame_settings(load_config("tiny", {"distributed.devices": 2, "guidance.gradient": "direct"}), 40)
     with pytest.raises(ConfigError, match="distributed.accelerator"):
         load_config("tiny", {"distributed.accelerator": "tpu"})
 
@@ -167,7 +169,7 @@ def test_two_ranks_give_the_same_bytes_as_one_device(small_clip, tmp_path, guide
     assert one.read_bytes() == two.read_bytes()
     shared = json.loads(two.with_suffix(".json").read_text())
     d = shared["distributed"]
-    assert d["devices"] == 2 and d["windows_per_rank"] == [2, 1] and d["decode_split"]
+    assert d["devices"] == 2 and d["windows_per_rank"] == [2, 1] and d["decode_split"] and d["depth_split"]
     assert [r["rank"] for r in d["ranks"]] == [0, 1] and all(r["threads"] == 1 for r in d["ranks"])
     assert all(r["stage_seconds"]["sampling"] > 0 and r["exchange_seconds"] >= 0 for r in d["ranks"])
     assert 0 <= d["communication_share"] < 1

@@ -21,6 +21,7 @@ class Collective:
 
     rank: int
     world: int
+    device: torch.device = torch.device("cpu")  # where exchanged tensors must live (NCCL: this rank's GPU)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def exchange(self, tensor: Tensor) -> list[Tensor]:
@@ -64,6 +65,6 @@ def split_chunks(collective: Collective, spans: Sequence[tuple[int, int]],
     payload = np.zeros((slots, size, *sample.shape[1:]), dtype=sample.dtype)
     for slot, i in enumerate(sorted(mine)):
         payload[slot, :len(mine[i])] = mine[i]
-    parts = collective.timed(stage, collective.exchange, torch.from_numpy(payload))
-    return np.concatenate([parts[i % collective.world][i // collective.world, :b - a].numpy()
+    parts = collective.timed(stage, collective.exchange, torch.from_numpy(payload).to(collective.device))
+    return np.concatenate([parts[i % collective.world][i // collective.world, :b - a].cpu().numpy()
                            for i, (a, b) in enumerate(spans)])

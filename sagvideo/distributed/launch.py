@@ -144,7 +144,7 @@ def start_ranks(config: Config):
     procs = list(getattr(fabric.strategy.launcher, "procs", None) or []) if fabric.global_rank == 0 else []
     if procs:
         _keep_observer_from_killing()
-    return fabric, Collective(fabric.global_rank, fabric.world_size), procs
+    return fabric, Collective(fabric.global_rank, fabric.world_size, fabric.device), procs
 
 
 def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathLike, prompt: str | None,

@@ -22,7 +22,25 @@ from ..guidance.sharded_windows import ShardedWindowedEps, windows_per_rank
 from ..guidance.windows import ContextWindows
 from ..pipeline import StylizePipeline, StylizeResult
 from ..runtime import Runtime
+from ..video.depth import clip_depth
 from .collective import Collective, chunk_spans, split_chunks
+
+
+class ShardedDepth:
+    """A depth estimator whose batches of frames (its own `batch_size`, so each batch is estimated as
+    on one device) run on the ranks round-robin; every rank gets all the maps, in frame order."""
+
+    def __init__(self, estimator: Any, collective: Collective):
+        self.estimator, self.name, self.collective = estimator, estimator.name, collective
+        self.batch = getattr(estimator, "batch_size", 4)
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 (F, H, W, 3) -> raw depth float32 (F, H, W), as the wrapped estimator."""
+        spans = chunk_spans(len(frames), self.batch)
+        if len(spans) < self.collective.world:
+            return np.asarray(self.estimator(frames), dtype=np.float32)
+        return split_chunks(self.collective, spans,
+                            lambda a, b: np.asarray(self.estimator(frames[a:b]), dtype=np.float32), "depth")
 
 
 class ShardedStylizePipeline(StylizePipeline):
@@ -42,6 +60,14 @@ class ShardedStylizePipeline(StylizePipeline):
                                      window_vjp=splitter.window_vjp if splitter else None, on_remote=eps.on_call)
         self.shards.append(sharded)
         return sharded
+
+    def prepare_depth(self, frames: np.ndarray, *, cache_dir: Any = None, progress: bool = False) -> np.ndarray:
+        """uint8 (F, H, W, 3) -> clip-normalised depth (F, H, W): the estimator's batches dealt to ranks.
+
+        No depth cache: whether a rank finds the cached maps must not decide whether it joins the
+        collective (the ranks of several machines do not share a folder)."""
+        estimator = ShardedDepth(self.runtime.depth_estimator(), self.collective)
+        return clip_depth(frames, estimator, None)
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Clean latents (1, C, F, h, w) -> uint8 (F, H, W, 3): the one-device decode chunks, dealt to ranks.
@@ -70,14 +96,15 @@ class ShardedStylizePipeline(StylizePipeline):
                 "threads": torch.get_num_threads(), "stage_seconds": dict(seconds),
                 "windows": [shard.times.as_dict() for shard in self.shards],
                 "exchange_seconds": round(sum(s.times.exchange["eps"] + s.times.exchange["vjp"] for s in self.shards), 4),
-                "decode_exchange_seconds": c.seconds.get("decode", 0.0)}
+                "decode_exchange_seconds": c.seconds.get("decode", 0.0),
+                "depth_exchange_seconds": c.seconds.get("depth", 0.0)}
         ranks = c.objects(mine)
         windows = self.shards[0].windows if self.shards else None
         sampling = max(r["stage_seconds"].get("sampling", 0.0) for r in ranks) or None
         return {
             "devices": c.world, "num_nodes": self.config.distributed.num_nodes,
             "windows_per_rank": windows_per_rank(windows, self.config.video.window_batch, c.world) if windows else None,
-            "decode_split": self.decode_split,
+            "decode_split": self.decode_split, "depth_split": "depth" in c.seconds,
             "communication_share": (round(max(r["exchange_seconds"] for r in ranks) / sampling, 4)
                                     if sampling else None),
             "ranks": ranks,
