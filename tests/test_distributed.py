@@ -125,6 +125,17 @@ def test_more_processes_than_window_groups_is_refused_before_any_work():
         load_config("tiny", {"distributed.accelerator": "tpu"})
 
 
+def test_a_batch_job_asking_for_several_devices_is_refused_up_front(tmp_path):
+    from sagvideo.batch import JobFileError, load_jobs
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(json.dumps({"jobs": [{"video": str(require_fixture("bigbuckbunny.mp4")), "prompt": "x",
+                                          "style": str(require_fixture("starry_night.jpg")),
+                                          "config": {"distributed.devices": 2}}]}))
+    with pytest.raises(JobFileError, match="batch --devices N"):
+        load_jobs(jobs, load_config("tiny"))
+
+
 # ------------------------------------------------------------------ real runs (subprocesses)
 
 @pytest.fixture(scope="module")

@@ -93,9 +93,17 @@ def _dead_child(procs: Sequence[Any], wait: float) -> tuple[int, int] | None:
 
 def _stop_children(procs: Sequence[Any]) -> None:
     """SIGTERM the ranks this launcher started (they unwind like an interrupt), SIGKILL after a grace."""
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
+    running = [proc for proc in procs if proc.poll() is None]
+    for proc in running:
+        proc.terminate()
+    if running:
+        import torch.distributed as dist
+
+        if dist.is_initialized():  # a rank waiting in a collective for this one returns (and sees its signal)
+            try:
+                dist.destroy_process_group()
+            except Exception:  # noqa: BLE001 - the ranks are stopped below either way
+                pass
     deadline = time.monotonic() + STOP_GRACE_SECONDS
     for proc in procs:
         try:
