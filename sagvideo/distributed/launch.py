@@ -155,6 +155,18 @@ def start_ranks(config: Config):
     return fabric, Collective(fabric.global_rank, fabric.world_size, fabric.device), procs
 
 
+def check_before_launch(video: str | os.PathLike, config: Config) -> None:
+    """The clip's window groups suffice for the ranks (and the gradient can cross them), from the
+    video's header alone: a refusal costs no process start and no model load."""
+    from ..checks import check_frame_settings
+    from ..video.io import probe_video, select_span
+
+    v = config.video
+    count = len(select_span(probe_video(video), None if v.frames == "all" else v.frames, v.stride, v.start,
+                            start_time=v.start_time, duration=v.duration))
+    check_frame_settings(config, count)
+
+
 def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathLike, prompt: str | None,
                                  output: str | os.PathLike, *, config: Config, depth_dir: str | os.PathLike | None = None,
                                  seed: int | None = None, progress: bool = False,
@@ -169,6 +181,7 @@ def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathL
     from ..runtime import Runtime
     from .pipeline import ShardedStylizePipeline
 
+    check_before_launch(video, config)
     fabric, collective, procs = start_ranks(config)
     rank, world = collective.rank, collective.world
     device = str(fabric.device)
