@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .config import MAX_SIZE, Config, load_config
+from .config import MAX_SIZE, Config, load_config, wants_distributed
 from .errors import ConfigError, InputError
 from .images import load_photo, load_style_image
 from .outputs.job import JobFiles
@@ -44,10 +44,12 @@ def read_video_clip(video: str | os.PathLike, config: Config, *, for_sampling: b
 
 
 def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, depth_dir, cache_dir, seed,
-               on_step: StepCallback | None, progress: bool, files: JobFiles | None = None) -> StylizeResult:
+               on_step: StepCallback | None, progress: bool, files: JobFiles | None = None,
+               pipeline_class: Callable[[Runtime, Config], StylizePipeline] = StylizePipeline) -> StylizeResult:
     """Read, then run the pipeline; frames stay at model size (the caller restores the size).
 
-    With `files`, their live preview (which chains to `on_step`) decodes with the pipeline's VAE.
+    With `files`, their live preview (which chains to `on_step`) decodes with the pipeline's VAE;
+    `pipeline_class(runtime, config)` builds the pipeline (a distributed run's rank passes its own).
     Returns a new result: the pipeline's, with the clip and the read time and input in its report."""
     clock = Stopwatch()
     with clock.stage("read"):
@@ -55,7 +57,7 @@ def _run_video(video, style, prompt, config: Config, runtime: Runtime | None, de
         depth = load_depth_dir(depth_dir, len(clip.frames), clip.model_size) if depth_dir is not None else None
         style_image = load_style_image(style)
     runtime = runtime or Runtime.from_config(config, video=len(clip.frames) > 1)
-    pipe = StylizePipeline(runtime, config)
+    pipe = pipeline_class(runtime, config)
     if files is not None:
         on_step = files.preview(pipe.decode, on_step)
     result = pipe(clip.frames, style_image, prompt, depth=depth, seed=seed, cache_dir=cache_dir, on_step=on_step,
@@ -94,7 +96,8 @@ def stylize_to_files(
     config: Config | None = None, runtime: Runtime | None = None, depth_dir: str | os.PathLike | None = None,
     seed: int | None = None, on_step: StepCallback | None = None, progress: bool = False,
     report_extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+    pipeline_class: Callable[[Runtime, Config], StylizePipeline] | None = None,
+) -> dict[str, Any] | None:
     """Run one job and write `output` (mp4), its companions and the report; returns the report.
 
     `output` is a path, or the job's `JobFiles` made by the caller (their settings rule the files).
@@ -102,13 +105,22 @@ def stylize_to_files(
     renamed into place together, the report last, so a failure leaves no partial outputs. The
     depth maps are cached beside the output. `report_extra` entries are added to the report (the
     batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
+
+    With `distributed.devices` or `distributed.num_nodes` above 1, the clip is sampled by that
+    many processes (`sagvideo.distributed`; call it from a script: the launcher re-runs the script
+    for each extra rank); rank 0 writes the outputs and returns the report, other ranks return None.
     """
     config = config or load_config()
+    if pipeline_class is None and wants_distributed(config):
+        from .distributed import stylize_to_files_distributed
+
+        return stylize_to_files_distributed(video, style, prompt, output, config=config, depth_dir=depth_dir,
+                                            seed=seed, progress=progress, report_extra=report_extra)
     files = output if isinstance(output, JobFiles) else JobFiles.for_video(
         output, config.output, video=video, style=style, depth_dir=depth_dir)
     with files.check().open():
         result = _run_video(video, style, prompt, config, runtime, depth_dir, files.layout.depth_cache, seed,
-                            on_step, progress, files)
+                            on_step, progress, files, pipeline_class or StylizePipeline)
         if report_extra:
             result = replace(result, report={**result.report, **report_extra})
         return files.write_video(result, progress=progress)

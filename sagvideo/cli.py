@@ -27,6 +27,7 @@ FLAG_KEYS = {
     "passes": "guidance.passes", "repeats": "guidance.repeats", "strength": "guidance.strength",
     "depth_model": "model.depth", "device": "model.device", "dtype": "model.dtype", "denoise": "sampling.denoise",
     "lora": "model.loras", "ip_adapter_scale": "ip_adapter.scale", "ip_adapter_mode": "ip_adapter.mode",
+    "devices": "distributed.devices", "num_nodes": "distributed.num_nodes", "accelerator": "distributed.accelerator",
 }
 
 
@@ -151,6 +152,10 @@ def _add_stylize(sub) -> None:
     p.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (4)")
     p.add_argument("--preview", type=int, nargs="?", const=5, metavar="K",
                    help="every K steps (5), write OUT.preview.png: the current clean estimate of a few frames")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="sample the clip with N processes per machine (one per GPU), its windows shared out (1)")
+    p.add_argument("--num-nodes", dest="num_nodes", type=int, metavar="M", help="machines, with --devices (1)")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="for --devices: auto (from --device), cpu, gpu")
     _clip_flags(p)
     _common(p)
     p.set_defaults(handler=cmd_stylize)
@@ -193,7 +198,8 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     report = stylize_to_files(args.video, args.style, args.prompt, files, config=config,
                               depth_dir=args.depth, progress=not args.quiet)
-    _print_done(report, files.main)
+    if report is not None:  # None: a rank other than 0 of a distributed run (rank 0 wrote the outputs)
+        _print_done(report, files.main)
     return 0
 
 

@@ -72,7 +72,7 @@ def run_command(handler: Callable[[argparse.Namespace], int | None], args: argpa
         return int(handler(args) or 0)
     except SagVideoError as exc:
         print(f"sagvideo: error: {exc}", file=sys.stderr, flush=True)
-        return 2
+        return getattr(exc, "exit_code", 2)  # 2: bad input; a failed rank of a distributed run says 1
     except (Interrupted, KeyboardInterrupt) as exc:
         print(interrupt_message(exit_code_of(exc) - 128), file=sys.stderr)
         return exit_code_of(exc)

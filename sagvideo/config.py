@@ -141,6 +141,20 @@ class OutputConfig:
     plot: bool = True  # OUT.plot.png: loss per guided pass and the per-frame metrics
 
 
+@dataclass
+class DistributedConfig:
+    """One clip over several processes (sagvideo.distributed): its context windows shared out per step."""
+
+    devices: int = 1  # processes per machine (one per GPU); 1 = the whole clip in this process
+    num_nodes: int = 1  # machines (launched by torchrun or SLURM srun, as for the batch)
+    accelerator: str = "auto"  # auto (from model.device) | cpu | gpu
+
+
+def wants_distributed(config: "Config") -> bool:
+    """Whether the config asks for one clip over several processes (sagvideo.distributed)."""
+    return config.distributed.devices > 1 or config.distributed.num_nodes > 1
+
+
 class _ConfigBase:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict, ready for YAML/JSON."""
@@ -152,7 +166,7 @@ class _ConfigBase:
 _SECTIONS = [("model", ModelConfig), ("video", VideoConfig), ("sampling", SamplingConfig),
              ("guidance", GuidanceConfig),
              *[(METHODS[name].section, METHODS[name].settings) for name in PIPELINE_METHODS if METHODS[name].section],
-             ("ip_adapter", IPAdapterConfig), ("output", OutputConfig)]
+             ("ip_adapter", IPAdapterConfig), ("output", OutputConfig), ("distributed", DistributedConfig)]
 Config = dataclasses.make_dataclass("Config", [(name, kind, field(default_factory=kind)) for name, kind in _SECTIONS],
                                     bases=(_ConfigBase,))
 Config.__module__ = __name__  # pickled by batch workers: found again as sagvideo.config.Config
@@ -377,6 +391,13 @@ def _validate_ip_adapter(ip: IPAdapterConfig) -> None:
              f"To fix: use e.g. --ip-adapter-mode style.")
 
 
+def _validate_distributed(d: DistributedConfig) -> None:
+    _in_range(d.devices, 1, 4096, "distributed.devices")
+    _in_range(d.num_nodes, 1, 4096, "distributed.num_nodes")
+    _require(d.accelerator in ("auto", "cpu", "gpu", "cuda"), "distributed.accelerator",
+             f"must be auto, cpu or gpu, got {d.accelerator!r}. To fix: use e.g. --accelerator gpu.")
+
+
 def validate(config: Config) -> None:
     """Range checks that types alone do not catch: every number is bounded before anything runs."""
     v, s, g, m = config.video, config.sampling, config.guidance, config.model
@@ -408,5 +429,6 @@ def validate(config: Config) -> None:
                  f"must be true, false or auto, got {value!r}.")
     _validate_ip_adapter(config.ip_adapter)
     check_scheduler(config)
+    _validate_distributed(config.distributed)
     _in_range(config.output.crf, 0, 51, "output.crf")
     _in_range(config.output.preview, 0, 1000, "output.preview")

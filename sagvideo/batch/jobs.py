@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import Config, load_config, merge
+from ..config import Config, load_config, merge, wants_distributed
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
 from ..outputs.job import JobFiles
@@ -248,6 +248,12 @@ def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mappi
         draft.config = merge(config, overrides, source=f"{draft.where} config")
     except SagVideoError as exc:
         problems.append(f"{draft.where}: {exc}")
+        return
+    if wants_distributed(draft.config):  # one clip over several processes is `sagvideo stylize --devices`
+        problems.append(f"{draft.where}: distributed.devices / distributed.num_nodes above 1 share one clip over "
+                        f"processes, but a batch job runs on one device (a per-job device count is not "
+                        f"supported). To fix: drop the distributed.* keys; `sagvideo batch --devices N` spreads "
+                        f"the jobs over N devices.")
 
 
 def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:

@@ -18,4 +18,6 @@ if __name__ == "__main__":
     if kind not in CHILDREN:
         raise SystemExit(f"unknown benchmark child {kind!r}; known: {', '.join(CHILDREN)}")
     module, name = CHILDREN[kind]
-    print(json.dumps(getattr(importlib.import_module(module), name)(**params)))
+    row = getattr(importlib.import_module(module), name)(**params)
+    if row is not None:  # None: a rank other than 0 of a multi-process measurement
+        print(json.dumps(row))

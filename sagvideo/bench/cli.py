@@ -15,7 +15,8 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 COLUMNS = {
     "guidance": ["method", "n", "peak_mem_mb", "seconds", "eps_evals", "vjps", "grad_rel_err"],
     "pipeline": ["preset", "config", "frames", "guided", "size", "steps", "guided_steps", "network_evaluations",
-                 "branch_evaluations", "vjps", "evaluations_vs_first", "windows", "guided_passes", "seconds_per_frame",
+                 "branch_evaluations", "vjps", "evaluations_vs_first", "windows", "devices", "windows_per_rank",
+                 "communication_share", "speedup", "guided_passes", "seconds_per_frame",
                  "peak_mem_mb", "saved_peak_mb", "guided_over_unguided", "adapter_seconds", "adapter_mb",
                  "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "judge_accuracy", "accuracy",
@@ -98,6 +99,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--configs", nargs="+", metavar="NAME",
                    help="pipeline: shipped configs (e.g. video lightning lcm) whose sampling and guidance sections run "
                         "on the preset's networks, one row set each")
+    p.add_argument("--devices", type=int, nargs="+", default=[1],
+                   help="pipeline: processes sharing each clip's windows, one row each (e.g. 1 2)")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--plot", help="methods: write the Pareto plot (PNG) here")
     p.set_defaults(handler=run_bench)

@@ -143,14 +143,23 @@ class WindowedEps:
         if x.dim() != 5 or x.shape[2] != self.windows.frames:
             raise ValueError(f"x must be (B, C, F, h, w) with F = {self.windows.frames}, got {tuple(x.shape)}.")
         eps, reference = torch.zeros_like(x), torch.zeros_like(x)
-        b = x.shape[0]
         for group in self._groups():
-            e, r = self._predict(self._gather(x, group), t, group)
-            for j, w in enumerate(group):
-                span, weight = slice(*self.windows.spans[w]), self._weight(w, x)
-                eps[:, :, span] += weight * e[j * b:(j + 1) * b].to(x.dtype)
-                reference[:, :, span] += weight * r[j * b:(j + 1) * b].to(x.dtype)
+            self._add_prediction(eps, reference, group, *self._predict(self._gather(x, group), t, group))
         return eps, reference
+
+    def _add_prediction(self, eps: Tensor, reference: Tensor, group: list[int], e: Tensor, r: Tensor) -> None:
+        """Add a group's predictions e, r (k*B, C, L, h, w), weighted, into the clip's eps and reference."""
+        b = eps.shape[0]
+        for j, w in enumerate(group):
+            span, weight = slice(*self.windows.spans[w]), self._weight(w, eps)
+            eps[:, :, span] += weight * e[j * b:(j + 1) * b].to(eps.dtype)
+            reference[:, :, span] += weight * r[j * b:(j + 1) * b].to(eps.dtype)
+
+    def _add_gradient(self, out: Tensor, group: list[int], g: Tensor) -> None:
+        """Add a group's VJP g (k*B, C, L, h, w) into the clip's gradient `out` (B, C, F, h, w)."""
+        b = out.shape[0]
+        for j, w in enumerate(group):
+            out[:, :, slice(*self.windows.spans[w])] += g[j * b:(j + 1) * b].to(out.dtype)
 
     def __call__(self, x: Tensor, t: int) -> Tensor:
         return self.eps_with_reference(x, t)[0]
@@ -158,16 +167,16 @@ class WindowedEps:
     def vjp(self, x: Tensor, t: int, cotangent: Tensor) -> Tensor:
         """`(d eps / d x)^T cotangent` (shape of x), one group of windows' graph at a time."""
         out = torch.zeros_like(x)
-        b = x.shape[0]
         for group in self._groups():
-            weighted = torch.cat([self._weight(w, x) * cotangent[:, :, slice(*self.windows.spans[w])] for w in group])
-            if self.window_vjp is not None:
-                g = self.window_vjp(self._gather(x.detach(), group), t, [self.windows.spans[w] for w in group], weighted)
-                if self.on_window is not None:
-                    self.on_window(len(group))
-            else:
-                windows_x = self._gather(x.detach(), group)
-                g = input_vjp(lambda leaf: self._predict(leaf, t, group)[0], windows_x, weighted)
-            for j, w in enumerate(group):
-                out[:, :, slice(*self.windows.spans[w])] += g[j * b:(j + 1) * b].to(x.dtype)
+            self._add_gradient(out, group, self._group_vjp(x, t, cotangent, group))
         return out
+
+    def _group_vjp(self, x: Tensor, t: int, cotangent: Tensor, group: list[int]) -> Tensor:
+        """One group's VJP (k*B, C, L, h, w): its windows' weighted cotangent through their prediction."""
+        weighted = torch.cat([self._weight(w, x) * cotangent[:, :, slice(*self.windows.spans[w])] for w in group])
+        if self.window_vjp is not None:
+            g = self.window_vjp(self._gather(x.detach(), group), t, [self.windows.spans[w] for w in group], weighted)
+            if self.on_window is not None:
+                self.on_window(len(group))
+            return g
+        return input_vjp(lambda leaf: self._predict(leaf, t, group)[0], self._gather(x.detach(), group), weighted)

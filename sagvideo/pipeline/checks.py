@@ -17,3 +17,20 @@ def check_frame_settings(config: Config, num_frames: int) -> None:
     if num_frames > limit and v.window == 0:
         raise ConfigError(f"{num_frames} frames cannot be sampled jointly (video.window=0): the motion module holds at "
                           f"most {limit}. To fix: sample through overlapping windows, e.g. --set video.window=16.")
+    world = config.distributed.devices * config.distributed.num_nodes
+    if world > 1 and num_frames > 1:
+        from .guidance.sharded_windows import group_count
+        from .guidance.windows import window_spans
+
+        if config.guidance.enabled and config.guidance.gradient == "direct":
+            raise ConfigError("config key 'guidance.gradient' is 'direct' (autograd through every window at once), "
+                              "which cannot cross the processes of a distributed run. To fix: use "
+                              "--gradient symplectic (exact, the default), or --devices 1.")
+        windows = len(window_spans(num_frames, v.window, v.overlap))
+        groups = group_count(windows, v.window_batch)
+        if groups < world:
+            raise ConfigError(f"{world} processes (distributed.devices x distributed.num_nodes) share out the context "
+                              f"windows of this clip, but its {num_frames} frames make only {windows} window(s) of "
+                              f"video.window={v.window} ({groups} network call(s) of video.window_batch="
+                              f"{v.window_batch}), so a process would have nothing to do. To fix: use --devices "
+                              f"{max(1, groups // config.distributed.num_nodes)} or fewer, or more frames.")

@@ -1,0 +1,240 @@
+"""One clip over several processes: the same bytes as one device, the load balance, the faults.
+
+The sharded windows are checked in-process first (ranks as threads exchanging through a
+barrier, toy networks), then end to end: `sagvideo stylize --devices 2` launched in a
+subprocess (Lightning Fabric DDP on CPU with gloo, two ranks) on a 40-frame 64 x 64 clip cut
+from the fixture, against the same job on one device in this process. OMP_NUM_THREADS=1 and
+torch.set_num_threads(1) on both sides: CPU kernels' reduction order may depend on the threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from sagvideo.api import stylize_to_files
+from sagvideo.pipeline.checks import check_frame_settings
+from sagvideo.config import load_config
+from sagvideo.errors import ConfigError
+from sagvideo.guidance.sharded_windows import ShardedWindowedEps, deal_groups, windows_per_rank
+from sagvideo.guidance.windows import WindowedEps, context_windows
+from sagvideo.video.ffmpeg import ffmpeg_exe
+
+from _fixtures import require_fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+# a 40-frame clip in 16/4 windows (3 windows: ranks get 2 and 1); one guided step of n = 1, one pass
+SETTINGS = {"video.frames": 40, "video.size": 64, "video.window": 16, "video.overlap": 4, "sampling.steps": 2,
+            "guidance.n": 1, "guidance.passes": 1, "guidance.start": 0.0, "guidance.end": 0.5,
+            "output.metrics": False, "output.plot": False, "output.contact_sheet": False,
+            "guidance.gradient_checkpointing": False, "guidance.decoder_checkpointing": False}
+
+
+# ------------------------------------------------------------------ the sharded windows, in-process
+
+class ToyWindow(torch.nn.Module):
+    """A window predictor with frame mixing (so windows matter): (k*B, C, L, h, w) -> (eps, reference)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(2, 2, 3, padding=1)
+        torch.nn.init.normal_(self.conv.weight, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x, t, spans):
+        eps = torch.tanh(self.conv(x)) * (1 + t / 1000)
+        return eps, eps * 0.5 + x
+
+
+def run_ranks(world: int, make, work):
+    """`work(make(rank, exchange))` on `world` threads that all-gather through a barrier; results per rank."""
+    slots: list = [None] * world
+    barrier = threading.Barrier(world)
+    results: list = [None] * world
+
+    def exchange(rank):
+        def gather(tensor):
+            slots[rank] = tensor.clone()
+            barrier.wait()
+            parts = list(slots)
+            barrier.wait()  # everyone has read before the next exchange overwrites
+            return parts
+        return gather
+
+    def body(rank):
+        results[rank] = work(make(rank, exchange(rank)))
+
+    threads = [threading.Thread(target=body, args=(r,)) for r in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+@pytest.mark.parametrize("frames,batch,world", [(40, 1, 2), (40, 2, 2), (52, 1, 3)])
+def test_sharded_windows_are_the_one_device_bytes_on_every_rank(frames, batch, world):
+    torch.manual_seed(0)
+    net = ToyWindow()
+    windows = context_windows(frames, 16, 4)
+    x = torch.randn(1, 2, frames, 4, 4)
+    cotangent = torch.randn_like(x)
+    one = WindowedEps(net, windows, batch=batch)
+    want = (*one.eps_with_reference(x, 500), one.vjp(x, 500, cotangent))
+
+    def make(rank, exchange):
+        return ShardedWindowedEps(net, windows, rank=rank, world=world, exchange=exchange, batch=batch)
+
+    got = run_ranks(world, make, lambda eps: (*eps.eps_with_reference(x, 500), eps.vjp(x, 500, cotangent), eps))
+    for rank_result in got:
+        assert all(torch.equal(a, b) for a, b in zip(want, rank_result[:3]))
+    groups = -(-len(windows) // batch)
+    assert sorted(g for r in got for g in r[3].mine) == list(range(groups))  # every group once
+    assert max(map(len, deal_groups(groups, world))) - min(map(len, deal_groups(groups, world))) <= 1
+
+
+def test_load_balance_and_a_graph_across_ranks_is_refused():
+    windows = context_windows(40, 16, 4)  # 3 windows
+    assert windows_per_rank(windows, 1, 2) == [2, 1] and windows_per_rank(windows, 2, 2) == [2, 1]
+    assert windows_per_rank(context_windows(112, 16, 4), 1, 4) == [3, 2, 2, 2]
+    with pytest.raises(ValueError, match="nothing to do"):
+        ShardedWindowedEps(ToyWindow(), windows, rank=0, world=4, exchange=lambda t: [t])
+    eps = ShardedWindowedEps(ToyWindow(), windows, rank=0, world=1, exchange=lambda t: [t])
+    with pytest.raises(RuntimeError, match="vjp"):
+        eps(torch.randn(1, 2, 40, 4, 4, requires_grad=True), 10)
+
+
+def test_more_processes_than_window_groups_is_refused_before_any_work():
+    config = load_config("tiny", {"distributed.devices": 4, "video.window": 16, "video.overlap": 4})
+    with pytest.raises(ConfigError, match="only 3 window"):
+        check_frame_settings(config, 40)
+    check_frame_settings(load_config("tiny", {"distributed.devices": 3}), 40)  # 3 windows for 3 ranks: fine
+    with pytest.raises(ConfigError, match="guidance.gradient"):
+        check_frame_settings(load_config("tiny", {"distributed.devices": 2, "guidance.gradient": "direct"}), 40)
+    with pytest.raises(ConfigError, match="distributed.accelerator"):
+        load_config("tiny", {"distributed.accelerator": "tpu"})
+
+
+def test_a_batch_job_asking_for_several_devices_is_refused_up_front(tmp_path):
+    from sagvideo.batch import JobFileError, load_jobs
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(json.dumps({"jobs": [{"video": str(require_fixture("bigbuckbunny.mp4")), "prompt": "x",
+                                          "style": str(require_fixture("starry_night.jpg")),
+                                          "config": {"distributed.devices": 2}}]}))
+    with pytest.raises(JobFileError, match="batch --devices N"):
+        load_jobs(jobs, load_config("tiny"))
+
+
+# ------------------------------------------------------------------ real runs (subprocesses)
+
+@pytest.fixture(scope="module")
+def small_clip(tmp_path_factory) -> Path:
+    """40 frames of the fixture at 64 x 64 (output size = model size: cheap to write and compare)."""
+    source = require_fixture("bigbuckbunny.mp4")
+    clip = tmp_path_factory.mktemp("clip") / "clip40.mp4"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(source), "-frames:v", "40", "-vf", "scale=64:64,setsar=1",
+                    "-an", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    return clip
+
+
+def cli_args(clip: Path, out: Path, extra: list[str]) -> list[str]:
+    sets = [f"{k}={v}" for k, v in SETTINGS.items()]
+    return ["stylize", str(clip), "--style", str(require_fixture("starry_night.jpg")), "--prompt", "x",
+            "-o", str(out), "--config", "tiny", "--quiet", "--frames-dir", "--set", *sets, *extra]
+
+
+def env() -> dict[str, str]:
+    return dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+
+
+def frames_of(out: Path) -> np.ndarray:
+    folder = out.with_name(out.stem + "_frames")
+    return np.stack([iio.imread(p) for p in sorted(folder.glob("*.png"))])
+
+
+@pytest.mark.parametrize("guided", [True, False], ids=["sag", "no-guidance"])
+def test_two_ranks_give_the_same_bytes_as_one_device(small_clip, tmp_path, guided, one_torch_thread):
+    extra = [] if guided else ["--no-guidance"]
+    two = tmp_path / "two.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "sagvideo.cli", *cli_args(small_clip, two, extra),
+                             "--devices", "2", "--accelerator", "cpu"], env=env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    one = tmp_path / "one.mp4"  # meanwhile, the same job on one device here (one thread, as each rank)
+    overrides = dict(SETTINGS, **{"output.frames_dir": True, "guidance.enabled": guided})
+    report = stylize_to_files(small_clip, require_fixture("starry_night.jpg"), "x", one,
+                              config=load_config("tiny", overrides))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert frames_of(one).shape == (40, 64, 64, 3) and np.array_equal(frames_of(one), frames_of(two))
+    assert one.read_bytes() == two.read_bytes()
+    shared = json.loads(two.with_suffix(".json").read_text())
+    d = shared["distributed"]
+    assert d["devices"] == 2 and d["windows_per_rank"] == [2, 1] and d["decode_split"] and d["depth_split"]
+    assert [r["rank"] for r in d["ranks"]] == [0, 1] and all(r["threads"] == 1 for r in d["ranks"])
+    assert all(r["stage_seconds"]["sampling"] > 0 and r["exchange_seconds"] >= 0 for r in d["ranks"])
+    assert 0 <= d["communication_share"] < 1
+    assert (len(shared["guided_steps"]) > 0) == guided
+    assert shared["guided_steps"] == report["guided_steps"]  # the same losses and step sizes
+    assert shared["evaluations"] == report["evaluations"]  # every window counted once, on whichever rank
+
+
+def wait_for(predicate, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def stage_lines(log: Path) -> list[tuple[int, str]]:
+    if not log.exists():
+        return []
+    return [(int(a), b) for a, b in (line.split(maxsplit=1) for line in log.read_text().splitlines() if line)]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+@pytest.mark.parametrize("fault", ["kill rank 1", "interrupt the launcher"])
+def test_a_fault_ends_every_rank_with_a_message_and_no_output(small_clip, tmp_path, fault):
+    log, out = tmp_path / "stages.log", tmp_path / "out" / "clip.mp4"
+    out.parent.mkdir()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hooked.py"), "cli", str(log),
+                             *cli_args(small_clip, out, []), "--devices", "2", "--accelerator", "cpu"],
+                            env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: {pid for pid, stage in stage_lines(log) if stage == "sampling"} >= {proc.pid} and
+                 len({pid for pid, stage in stage_lines(log) if stage == "sampling"}) == 2, 120)
+        child = next(pid for pid, stage in stage_lines(log) if stage == "sampling" and pid != proc.pid)
+        if fault == "kill rank 1":
+            os.kill(child, signal.SIGKILL)
+        else:
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if fault == "kill rank 1":
+        assert proc.returncode == 1
+        assert "rank 1 on cpu stopped (killed by SIGKILL)" in err and "no output was written" in err
+    else:
+        assert proc.returncode == 130 and "interrupted" in err
+        wait_for(lambda: not alive(child), 15)  # the launcher stopped the rank it started
+    assert "Traceback" not in err
+    assert list(out.parent.iterdir()) == [] or all(p.name.startswith(".sagvideo-depth") for p in out.parent.iterdir())
