@@ -28,18 +28,28 @@ def add_config_flags(parser: argparse.ArgumentParser, applies_to: str = "") -> N
                         help=f"override any config key{applies_to}, e.g. --set guidance.n=8 video.size=768")
 
 
+# the base model's noise schedule: an image keeps its own (see config_from_flags)
+OWN_SCHEDULE_KEYS = ("beta_schedule", "beta_start", "beta_end", "timestep_spacing")
+
+
 def config_from_flags(args: argparse.Namespace, overrides: dict[str, Any] | None = None,
                       base: str | None = None):
     """Defaults <- `base` (the command's own config, e.g. "image") <- --config files <- --set pairs
     <- `overrides` (e.g. explicit flags).
 
     The base stays under any --config layering: `image --config 12gb` keeps the image schedule and
-    steps, with 12gb's memory settings on top."""
+    steps, with 12gb's memory settings on top. An image runs the base model alone, so its noise
+    schedule (`OWN_SCHEDULE_KEYS`) stays the base's even under a video config that sets the motion
+    module's (`image --config lightning`: Lightning's sampler and steps on SD 1.5's betas); --set
+    still changes it."""
     from .config import load_config, parse_set_items
 
     merged = {**parse_set_items(getattr(args, "set", None)), **(overrides or {})}
     files = [base] if base else []
     files += [name for name in getattr(args, "config", None) or [] if name not in files]
+    if base == "image" and len(files) > 1:
+        own = load_config(base).sampling
+        merged = {**{f"sampling.{key}": getattr(own, key) for key in OWN_SCHEDULE_KEYS}, **merged}
     return load_config(files, merged)
 
 

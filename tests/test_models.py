@@ -268,7 +268,7 @@ def test_local_folders_load_back_identically(tmp_path, tiny, offline):
         want, _, _ = video_eps(tiny, latents, control, text)
         got, _, _ = video_eps(loaded, latents, control, text)
         image = torch.rand(1, 3, 32, 32)
-        assert torch.allclose(loaded.clip_vision(image).pooler_output, tiny.clip_vision(image).pooler_output)
+        assert torch.allclose(loaded.clip_vision(image).image_embeds, tiny.clip_vision(image).image_embeds)
     assert torch.allclose(got, want, atol=1e-5)
 
     # a local base with a motion adapter that is neither a folder nor cached
@@ -297,7 +297,7 @@ def test_sd15_sizes_on_meta_device():
     assert count(c.controlnet) == 361_279_120
     assert count(c.vae) == 83_653_863
     assert count(c.text_encoder) == 123_060_480  # CLIP ViT-L/14 text tower
-    assert count(c.clip_vision) == 87_456_000  # CLIP ViT-B/32 vision tower
+    assert count(c.clip_vision) == 87_456_000 + 768 * 512  # CLIP ViT-B/32 vision tower + its 512-d projection
     assert c.tokenizer.model_max_length == c.text_encoder.config.max_position_embeddings == 77
     assert c.unet_motion.config.use_motion_mid_block and c.unet_motion.config.motion_max_seq_length == 32
     assert c.clip_vision.dtype == torch.float32 and c.unet2d.dtype == torch.float16

@@ -63,6 +63,7 @@ class BatchJob:
         (path, size, modification time). A finished job whose fingerprint changed runs again."""
         config = self.config.to_dict()
         config["output"] = {k: v for k, v in config["output"].items() if k != "overwrite"}
+        config.pop("distributed", None)  # how many processes share a clip does not change its bytes
         files = []
         for path in (self.video, self.style):
             st = path.stat()

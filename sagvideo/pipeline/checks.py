@@ -19,8 +19,8 @@ def check_frame_settings(config: Config, num_frames: int) -> None:
                           f"most {limit}. To fix: sample through overlapping windows, e.g. --set video.window=16.")
     world = config.distributed.devices * config.distributed.num_nodes
     if world > 1 and num_frames > 1:
-        from .guidance.sharded_windows import group_count
-        from .guidance.windows import window_spans
+        from ..guidance.sharded_windows import group_count
+        from ..guidance.windows import window_spans
 
         if config.guidance.enabled and config.guidance.gradient == "direct":
             raise ConfigError("config key 'guidance.gradient' is 'direct' (autograd through every window at once), "
