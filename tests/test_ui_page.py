@@ -196,7 +196,14 @@ def test_the_api_endpoint_with_gradio_client(server, tmp_path):
     client = Client(url, verbose=False)
     job = dict(video=handle_file(str(require_fixture("bigbuckbunny.mp4"))), style=handle_file(str(style16)),
                prompt="a rabbit", frames="2", advanced="sampling.steps=2", api_name="/stylize")
-    first, second = client.submit(**job), client.submit(**job)  # one device: the second waits its turn
+    # one device: a second job sent while the first runs waits its turn (the first runs more steps,
+    # and the second is sent once the first has started: two submits may reach the queue in either order)
+    first = client.submit(**{**job, "advanced": "sampling.steps=12"})
+    running = (Status.PROCESSING, Status.ITERATING, Status.PROGRESS, Status.FINISHED)
+    deadline = time.monotonic() + 120
+    while first.status().code not in running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    second = client.submit(**job)
     waited = set()
     while not second.done():
         update = second.status()
@@ -204,10 +211,10 @@ def test_the_api_endpoint_with_gradio_client(server, tmp_path):
             waited.add(update.rank)
         time.sleep(0.02)
     assert waited and min(waited) >= 0  # the second run was told its place in the queue while the first ran
-    for result in (first.result(), second.result()):
+    for result, steps in ((first.result(), 12), (second.result(), 2)):
         message, _, _, video, summary, plot, files = result
         assert message.startswith("done") and summary["frames"] == 2
         name = Path(video).name
         report = json.loads((out / name.replace(".mp4", ".json")).read_text())
-        assert report["input"]["prompt"] == "a rabbit" and len(report["timesteps"]) == 2
+        assert report["input"]["prompt"] == "a rabbit" and len(report["timesteps"]) == steps
         assert sorted(Path(f).name for f in files) == sorted(p for p in outputs(out) if p.startswith(name[:-4]))
