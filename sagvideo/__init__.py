@@ -9,7 +9,8 @@ High-level API (paths in; results or files out):
 
 - `stylize_video(video, style, prompt=None, config=...)`: frames (F, H, W, 3) uint8 at the source size + report;
   the style image enters as an image prompt (IP-Adapter, `ip_adapter.*`) and through the guidance.
-- `stylize_to_files(video, style, prompt, output, config=...)`: writes the mp4, report, contact sheet.
+- `stylize_to_files(video, style, prompt, output, config=...)`: writes the mp4, report, contact sheet
+  (over several processes when `distributed.*` asks, see `sagvideo.distributed`).
 - `stylize_image(prompt, style, config=...)`: the one-frame case.
 - `load_config(files, overrides)`: defaults <- YAML configs <- overrides, validated.
 - `read_video_clip(video, config)`, `load_style_image(path)`: a clip's frames at model size and a
@@ -29,7 +30,7 @@ __version__ = package_version()
 _LAZY = {
     "stylize_video": "sagvideo.api",
     "stylize_image": "sagvideo.api",
-    "stylize_to_files": "sagvideo.api",
+    "stylize_to_files": "sagvideo.distributed",
     "stylize_image_to_file": "sagvideo.api",
     "read_video_clip": "sagvideo.api",
     "load_style_image": "sagvideo.images",

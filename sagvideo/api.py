@@ -106,16 +106,15 @@ def stylize_to_files(
     depth maps are cached beside the output. `report_extra` entries are added to the report (the
     batch records each job's settings fingerprint there). Other arguments as for `stylize_video`.
 
-    With `distributed.devices` or `distributed.num_nodes` above 1, the clip is sampled by that
-    many processes (`sagvideo.distributed`; call it from a script: the launcher re-runs the script
-    for each extra rank); rank 0 writes the outputs and returns the report, other ranks return None.
+    One process: a config asking for several (`distributed.*`) is refused here; the package's
+    `sagvideo.stylize_to_files` (`sagvideo.distributed`) starts them. `pipeline_class(runtime, config)`
+    builds the pipeline (a distributed run's rank passes its own).
     """
     config = config or load_config()
     if pipeline_class is None and wants_distributed(config):
-        from .distributed import stylize_to_files_distributed
-
-        return stylize_to_files_distributed(video, style, prompt, output, config=config, depth_dir=depth_dir,
-                                            seed=seed, progress=progress, report_extra=report_extra)
+        raise ConfigError("distributed.devices / distributed.num_nodes above 1 need the launcher. To fix: call "
+                          "sagvideo.stylize_to_files (or sagvideo.distributed.stylize_to_files), or use the "
+                          "command line's --devices.")
     files = output if isinstance(output, JobFiles) else JobFiles.for_video(
         output, config.output, video=video, style=style, depth_dir=depth_dir)
     with files.check().open():

@@ -194,7 +194,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     files = check_stylize(args, config)  # before torch loads: a bad path answers at once
-    from .api import stylize_to_files
+    from .distributed import stylize_to_files
 
     report = stylize_to_files(args.video, args.style, args.prompt, files, config=config,
                               depth_dir=args.depth, progress=not args.quiet)

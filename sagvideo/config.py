@@ -155,6 +155,11 @@ def wants_distributed(config: "Config") -> bool:
     return config.distributed.devices > 1 or config.distributed.num_nodes > 1
 
 
+def accelerator_for(config: "Config") -> str:
+    """The Lightning accelerator matching `model.device` (the batch's and a distributed run's default)."""
+    return {"cpu": "cpu", "cuda": "gpu"}.get(config.model.device.split(":")[0], "auto")
+
+
 class _ConfigBase:
     def to_dict(self) -> dict[str, Any]:
         """Nested plain dict, ready for YAML/JSON."""

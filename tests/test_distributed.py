@@ -125,6 +125,19 @@ def test_more_processes_than_window_groups_is_refused_before_any_work():
         load_config("tiny", {"distributed.accelerator": "tpu"})
 
 
+def test_the_one_process_api_refuses_several_devices_and_the_package_face_refuses_a_shared_runtime(tmp_path):
+    import sagvideo
+    from sagvideo.pipeline.runtime import Runtime
+
+    config = load_config("tiny", {"distributed.devices": 2})
+    out = tmp_path / "out.mp4"
+    with pytest.raises(ConfigError, match="need the launcher.*sagvideo.stylize_to_files"):
+        stylize_to_files("in.mp4", "s.png", None, out, config=config)
+    with pytest.raises(ConfigError, match="runtime cannot be given to a run over several processes"):
+        sagvideo.stylize_to_files("in.mp4", "s.png", None, out, config=config, runtime=Runtime.__new__(Runtime))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_batch_job_asking_for_several_devices_is_refused_up_front(tmp_path):
     from sagvideo.batch import JobFileError, load_jobs
 

@@ -277,7 +277,8 @@ def test_a_small_methods_benchmark_produces_every_row(monkeypatch, tmp_path):
 
 
 def test_best_point_and_pareto_front_by_hand():
-    from sagvideo.bench.method_sweep import best_point, pareto_front
+    from sagvideo.bench.method_sweep import best_point
+    from sagvideo.bench.pareto_plot import pareto_front
 
     pts = [{"sweep_value": 0.0, "loss_mean": 9.0, "judge_accuracy": 1.0},
            {"sweep_value": 1.0, "loss_mean": 7.0, "judge_accuracy": 1.0},

@@ -25,7 +25,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from ..commandline import add_config_flags, config_from_flags, run_command
-from ..config import Config, load_config
+from ..config import Config, accelerator_for, load_config
 from ..errors import InputError
 from ..signals import Interrupted
 from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
@@ -38,11 +38,6 @@ def parse_devices(value: str | int) -> int | str:
     """'2' -> 2, '-1' -> -1 (all), 'auto' and '0,1' stay strings, as Lightning accepts them."""
     text = str(value).strip()
     return int(text) if text.lstrip("-").isdigit() else text
-
-
-def accelerator_for(config: Config) -> str:
-    """The Lightning accelerator matching `model.device` when --accelerator is not given."""
-    return {"cpu": "cpu", "cuda": "gpu"}.get(config.model.device.split(":")[0], "auto")
 
 
 def requested_world_size(accelerator: str, devices: int | str, num_nodes: int) -> int:

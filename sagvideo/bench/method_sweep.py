@@ -76,14 +76,6 @@ def best_point(points: list[dict], floor: float) -> dict:
     return min(kept, key=lambda p: p["loss_mean"]) if kept else guided[0]
 
 
-def pareto_front(points: list[dict]) -> list[dict]:
-    """The points no other point beats on both lower loss and higher judge accuracy, by accuracy."""
-    front = [p for p in points if not any(
-        q["loss_mean"] <= p["loss_mean"] and q["judge_accuracy"] >= p["judge_accuracy"]
-        and (q["loss_mean"], q["judge_accuracy"]) != (p["loss_mean"], p["judge_accuracy"]) for q in points)]
-    return sorted(front, key=lambda p: p["judge_accuracy"])
-
-
 def _paired(row: dict, other: dict) -> dict:
     return paired_stats(row["loss_per_seed"], other["loss_per_seed"])
 

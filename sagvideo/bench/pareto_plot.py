@@ -15,14 +15,20 @@ PANEL_W, PANEL_H, MARGIN_L, MARGIN_R, MARGIN_T, MARGIN_B = 520, 420, 70, 130, 30
 BLACK, GREY, TEXT = (0, 0, 0), (225, 225, 225), (40, 40, 40)
 
 
+def pareto_front(points: list[dict]) -> list[dict]:
+    """The points no other point beats on both lower loss and higher judge accuracy, by accuracy."""
+    front = [p for p in points if not any(
+        q["loss_mean"] <= p["loss_mean"] and q["judge_accuracy"] >= p["judge_accuracy"]
+        and (q["loss_mean"], q["judge_accuracy"]) != (p["loss_mean"], p["judge_accuracy"]) for q in points)]
+    return sorted(front, key=lambda p: p["judge_accuracy"])
+
+
 def _transform(task: str):
     """Class cross-entropy spans decades: plotted as log10; the style loss as is."""
     return (lambda v: math.log10(max(v, 1e-6))) if task == "class" else (lambda v: v)
 
 
 def _panel(draw: ImageDraw.ImageDraw, left: int, task: str, rows: list[dict]) -> None:
-    from .method_sweep import pareto_front
-
     ty = _transform(task)
     xs = [r["judge_accuracy"] for r in rows]
     ys = [ty(r["loss_mean"]) for r in rows]

@@ -39,7 +39,7 @@ def accelerator_of(config: Config) -> str:
     """Fabric's accelerator: `distributed.accelerator`, or from `model.device` when it is auto."""
     wanted = config.distributed.accelerator
     if wanted == "auto":
-        from ..batch.run import accelerator_for
+        from ..config import accelerator_for
 
         wanted = accelerator_for(config)
     return "gpu" if wanted == "cuda" else wanted
