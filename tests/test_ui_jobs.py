@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import sagvideo.runtime as runtime_module
+import sagvideo.pipeline.runtime as runtime_module
 from sagvideo.ui.jobs import Finished, JobControl, JobFailed, JobRequest, JobRunner, Progress
 from sagvideo.ui.settings import PageSettings, config_choices
 

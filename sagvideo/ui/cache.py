@@ -30,7 +30,7 @@ class RuntimeCache:
         self.loads = 0
 
     def get(self, config: Config, video: bool) -> Any:
-        from ..runtime import Runtime
+        from ..pipeline.runtime import Runtime
 
         key, device = model_key(config, video), str(config.model.device)
         with self._lock:
