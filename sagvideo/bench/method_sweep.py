@@ -80,6 +80,20 @@ def _paired(row: dict, other: dict) -> dict:
     return paired_stats(row["loss_per_seed"], other["loss_per_seed"])
 
 
+def _sweep(row: Callable[..., dict], task: str, method: str, travel: dict, budget: int, steps: int) -> list[dict]:
+    """One method's sweep points at matched compute `budget`, its zero (control) first."""
+    points = []
+    for value in sweep_values(task, method):
+        if method == "sag" and value == 0.0:  # the time-travel control is SAG's zero: not run twice
+            points.append({**travel, "setting": "guidance.strength=0.0 (its control)", "role": "sweep",
+                           "sweep_value": 0.0})
+            continue
+        knobs = sweep_knobs(task, method, value, budget, steps)
+        setting = f"{SWEEPS[task][method][0]}={value}" + (" (its control)" if value == 0.0 else "")
+        points.append(row(task, method, setting, knobs=knobs, role="sweep", sweep_value=value))
+    return points
+
+
 def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | None = None,
                   log: Callable[[str], None] = print) -> list[dict]:
     """Every row of both tasks, each through `run` (default: a fresh child process per row); prints
@@ -111,15 +125,7 @@ def bench_methods(args: argparse.Namespace, run: Callable[[str, dict], dict] | N
         floor = unguided["judge_accuracy"] - ACCURACY_SLACK
         best: dict[str, dict] = {}
         for method in SWEEPS[task]:
-            points = []
-            for value in sweep_values(task, method):
-                if method == "sag" and value == 0.0:  # the time-travel control is SAG's zero: not run twice
-                    points.append({**travel, "setting": "guidance.strength=0.0 (its control)", "role": "sweep",
-                                   "sweep_value": 0.0})
-                    continue
-                knobs = sweep_knobs(task, method, value, budget, steps)
-                setting = f"{SWEEPS[task][method][0]}={value}" + (" (its control)" if value == 0.0 else "")
-                points.append(row(task, method, setting, knobs=knobs, role="sweep", sweep_value=value))
+            points = _sweep(row, task, method, travel, budget, steps)
             best[method] = best_point(points, floor)
             best[method]["best"] = True
             control = points[0]

@@ -53,7 +53,7 @@ def compute_metrics(
 
     frames: output, uint8 (F, H, W, 3); source_frames: the input frames, uint8 (F, Hs, Ws, 3).
     Optional components switch on the semantic metrics: per_frame_loss ((N, 3, H, W) in [0, 1]
-    -> (N,)) for style_distance, clip_model (CLIPVisionModel) for clip_consistency, and
+    -> (N,)) for style_distance, clip_model (a CLIP vision model) for clip_consistency, and
     depth_estimator with input_depth (F, h, w) for depth_fidelity (both or neither).
 
     Returns {"warp_error", "warp_error_source" (mean absolute error), "warp_error_sq",
