@@ -263,7 +263,7 @@ class StylizePipeline:
         adapter = image_prompt.attached(c) if image_prompt else contextlib.nullcontext()
         # `auto` checkpoints what would save more than a threshold (models/saved_bytes.py)
         cells, group = latents.shape[-2:], span * min(self.config.video.window_batch, len(windows.spans))
-        unet_bytes = unet_vjp_bytes(c.unet.config, 1 if split or g.cond_only else 2, group, *cells, c.dtype)
+        unet_bytes = unet_vjp_bytes(c.unet.config, 1 if split or g.cond_only else len(branches), group, *cells, c.dtype)
         levers = {"gradient_checkpointing": guiding and wants_checkpointing(g.gradient_checkpointing, unet_bytes),
                   "decoder_checkpointing": guiding and wants_checkpointing(
                       g.decoder_checkpointing, decoder_bytes(c.vae.config, g.decode_chunk, *cells, c.dtype)),
