@@ -79,9 +79,7 @@ def compute_metrics(
     results: dict[str, tuple[float | None, list]] = {
         **{name: (w.mean, [None, *w.per_pair]) for name, w in warps.items()},
         "flicker": (flick.value, [None, *flick.per_pair]),
-        "style_distance": (None, []),
-        "clip_consistency": (None, []),
-        "depth_fidelity": (None, []),
+        **{name: (None, []) for name in ("style_distance", "clip_consistency", "depth_fidelity")},  # unless below
     }
     if per_frame_loss is not None:
         style = style_distance(frames, per_frame_loss, chunk)
