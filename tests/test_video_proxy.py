@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sagvideo.bench.video_proxy import clip_metrics, run_method
-from sagvideo.proxy.video_data import VELOCITIES, moving_digit_clips, roll_clip
+from sagvideo.proxy.video_data import VELOCITIES, digit_split, moving_digit_clips, roll_clip, structure_maps
 from sagvideo.proxy.video_model import VideoConfig, VideoDenoiser
 from sagvideo.proxy.video_train import VideoTrainSettings, load_video_proxy, save_video_proxy, train_video
 
@@ -18,6 +18,32 @@ def test_clips_move_by_their_labels_velocity_exactly():
         dy, dx = VELOCITIES[int(label)]
         for t in range(5):
             assert torch.equal(clip[t + 1], torch.roll(clip[t], (dy, dx), dims=(0, 1)))
+    asked = torch.tensor([VELOCITIES.index((1, -1))] * 2)
+    assert torch.equal(moving_digit_clips(2, 3, torch.Generator().manual_seed(0), labels=asked)[1], asked)
+
+
+def test_the_control_is_a_blur_that_moves_with_the_clip():
+    clips, _ = moving_digit_clips(3, 4, torch.Generator().manual_seed(1))
+    control = structure_maps(clips)
+    assert control.shape == clips.shape
+    assert torch.allclose(structure_maps(torch.roll(clips, (1, -1), dims=(3, 4))),
+                          torch.roll(control, (1, -1), dims=(3, 4)), atol=1e-6)  # circular: moves exactly
+    assert torch.allclose(control.mean(dim=(3, 4)), clips.mean(dim=(3, 4)), atol=1e-5)  # a blur keeps the mean
+    assert float((control - clips).abs().max()) > 0.5  # and loses the strokes' detail
+    assert torch.allclose(structure_maps(torch.full((1, 1, 1, 16, 16), -1.0)), torch.tensor(-1.0))
+
+
+def test_the_bench_clips_use_digits_the_model_never_trained_on():
+    from sagvideo.bench.video_proxy import bench_clips
+
+    train, test = digit_split("train"), digit_split("test")
+    assert len(train) + len(test) == 1797
+    clips, control, labels = bench_clips(3, 5)
+    assert labels.tolist() == [0, 1, 2] and torch.equal(control, structure_maps(clips))
+    for frame in clips[:, 0, 0]:  # each first frame is one digit's 8x8 block rolled somewhere on the canvas
+        blocks = torch.stack([torch.roll(frame, (-dy, -dx), dims=(0, 1))[:8, :8] for dy in range(16) for dx in range(16)])
+        assert bool((blocks[:, None] == test[None]).all(-1).all(-1).any())
+        assert not bool((blocks[:, None] == train[None]).all(-1).all(-1).any())
 
 
 def test_model_keeps_the_clip_shape_and_mixes_frames():
@@ -27,14 +53,21 @@ def test_model_keeps_the_clip_shape_and_mixes_frames():
         torch.nn.init.normal_(block.out.weight, std=0.5)
     x = torch.randn(2, 1, 5, 16, 16)
     with torch.no_grad():
-        eps = model(x, 500, torch.tensor([0, 4]))
+        control = torch.randn(2, 1, 5, 16, 16)
+        eps = model(x, 500, control)
         changed = x.clone()
         changed[:, :, 4] += 1.0
-        eps2 = model(changed, 500, torch.tensor([0, 4]))
+        eps2 = model(changed, 500, control)
+        other_control = control.clone()
+        other_control[:, :, 0] += 1.0
+        eps3 = model(x, 500, other_control)
     assert eps.shape == x.shape
     assert not torch.allclose(eps[:, :, 0], eps2[:, :, 0])  # frame 0 sees frame 4: temporal attention
+    assert not torch.allclose(eps[:, :, 0], eps3[:, :, 0])  # the control enters
     with pytest.raises(ValueError, match=r"\(B, 1, F, 16, 16\)"):
-        model(torch.randn(2, 1, 16, 16), 500, torch.tensor([0, 4]))
+        model(torch.randn(2, 1, 16, 16), 500, torch.randn(2, 1, 16, 16))
+    with pytest.raises(ValueError, match="control must have"):
+        model(x, 500, torch.randn(2, 1, 4, 16, 16))
 
 
 def test_toy_training_writes_a_loadable_checkpoint(tmp_path):
@@ -60,6 +93,8 @@ def test_metrics_of_hand_made_clips():
     assert float(bad["warp_error"][0]) == pytest.approx(8 / 256)
     assert float(bad["warp_error_sq"][0]) == pytest.approx(8 / 256)
     assert float(bad["change"][0]) == 0.0 and float(good["change"][0]) == pytest.approx(8 / 256)
+    # moving right, checked against moving left: the square's two edges, two columns apart each
+    assert float(good["warp_error_reversed"][0]) == pytest.approx(16 / 256)
     assert float(clip_metrics(follows, label, unguided=good)["flicker"][0]) == pytest.approx(1.0)
     # the same frame throughout: both windows score the same loss, the clip's
     assert float(bad["window_gap"][0]) == pytest.approx(0.0, abs=1e-5)
@@ -90,3 +125,11 @@ def test_bench_refuses_too_few_seeds_or_a_clip_within_one_window():
         bench_video_proxy(argparse.Namespace(seeds=1, steps=10))
     with pytest.raises(InputError, match="more than 8 frames"):
         bench_video_proxy(argparse.Namespace(seeds=4, steps=10, frames_video=8))
+
+
+def test_video_pareto_front_prefers_the_lower_warp_error():
+    from sagvideo.bench.pareto_plot import VIDEO_AXES, pareto_front
+
+    pts = [{"s": 1, "style_loss": 9.0, "warp_error": 0.01}, {"s": 2, "style_loss": 8.0, "warp_error": 0.02},
+           {"s": 3, "style_loss": 8.5, "warp_error": 0.03}, {"s": 4, "style_loss": 7.0, "warp_error": 0.05}]
+    assert [p["s"] for p in pareto_front(pts, VIDEO_AXES)] == [1, 2, 4]  # 3 is worse on both than 2

@@ -21,7 +21,8 @@ COLUMNS = {
                  "adapter_share"],
     "methods": ["task", "method", "setting", "n", "knobs", "loss_mean", "loss_std", "judge_accuracy", "accuracy",
                 "evals", "vjps", "peak_mem_mb", "seconds"],
-    "video-proxy": ["method", "setting", "style_loss", "warp_error", "warp_error_sq", "flicker", "window_0_loss",
+    "video-proxy": ["method", "setting", "style_loss", "warp_error", "warp_error_sq", "warp_error_reversed", "change",
+                    "flicker", "window_0_loss",
                     "window_1_loss", "window_gap", "evals", "vjps", "seconds"],
     "decode": ["chunk", "frames", "size_px", "peak_mem_mb", "peak_mem_mb_per_frame_in_chunk", "seconds"],
     "memory": ["preset", "frames", "size", "dtype", "part", "lever", "saved_mb", "unet_mb", "motion_mb", "attention_mb",
@@ -102,5 +103,5 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", type=int, nargs="+", default=[1],
                    help="pipeline: processes sharing each clip's windows, one row each (e.g. 1 2)")
     p.add_argument("--json", help="write the rows here")
-    p.add_argument("--plot", help="methods: write the Pareto plot (PNG) here")
+    p.add_argument("--plot", help="methods, video-proxy: write the Pareto plot (PNG) here")
     p.set_defaults(handler=run_bench)

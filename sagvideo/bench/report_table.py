@@ -56,7 +56,8 @@ def methods_markdown(rows: list[dict]) -> str:
 
 def video_markdown(rows: list[dict]) -> str:
     """The `bench video-proxy` table: every row, best points marked, then the paired statistics."""
-    keys = ("style_loss", "warp_error", "warp_error_sq", "flicker", "window_0_loss", "window_1_loss", "window_gap")
+    keys = ("style_loss", "warp_error", "warp_error_sq", "warp_error_reversed", "change", "flicker", "window_0_loss",
+            "window_1_loss", "window_gap")
     out = ["| method | setting | " + " | ".join(keys) + " | evals + VJPs |", "|---|---|" + "---|" * (len(keys) + 1)]
     for r in rows:
         if r["method"] == "model":

@@ -1,8 +1,9 @@
 """`sagvideo bench video-proxy`: the video claims on a video model trained here.
 
 The model (`proxy.video_model`, trained by `python -m sagvideo.proxy.video_train`) generates
-16x16 clips of a digit moving at a velocity it is asked for, so each sample's intended motion is
-known exactly (a circular shift per frame). Clips of `FRAMES` frames are longer than the model's
+16x16 clips of a digit given per-frame control maps (a held-out digit's clip, blurred, as the
+real pipeline is given depth maps), so each sample's intended motion is known exactly (a
+circular shift per frame). Clips of `FRAMES` frames are longer than the model's
 8-frame window and go through the pipeline's own pieces: `guidance.WindowedEps` (overlapping
 windows, blended), `guidance.LatentStyleLoss` (the frame-averaged loss, chunk by chunk) around
 the proxy's random-feature Gram loss per frame, and each method's sampler from the registry.
@@ -15,7 +16,12 @@ whose motion error stays within `MOTION_SLACK` x the unguided one:
 * warp error against the known motion: mean over pairs of |x_{t+1} - shift_v(x_t)| (absolute,
   pixels in [0, 1]) and its squared form (Lai et al. 2018);
 * flicker: mean |x_{t+1} - x_t| over that of the unguided clip from the same seed;
+* the model's own check: the warp error against the opposite velocity (`warp_error_reversed`)
+  and the plain frame change (`change`), both far above `warp_error` when the clip moves as asked;
 * per-window loss: the style loss over each window's frames, and the gap between windows.
+
+With `--plot`, the PNG shows style loss against warp error: each method's sweep and its Pareto
+front, the controls as rings.
 
 The noise predictor has no classifier-free guidance, so SAG's step size is normalised by RMS(eps)
 (`guidance.loop.step_size` for a plain eps), not by RMS(eps_c - eps_u) as in the pipeline.
@@ -32,7 +38,7 @@ FRAMES = 12
 WINDOW, OVERLAP = 8, 4
 STEPS = 10
 SEEDS = 16
-STRENGTHS = (0.02, 0.05, 0.1)  # x RMS(eps) / RMS(g): no CFG difference to normalise by
+STRENGTHS = (0.05, 0.1, 0.2, 0.4, 0.8)  # x RMS(eps) / RMS(g): no CFG difference to normalise by
 MOTION_SLACK = 1.5
 METHODS_COMPARED = ("sag", "freedom", "ug", "mpgd")
 
@@ -49,19 +55,33 @@ class FramesGram:
         return self.gram.per_image(images * 2.0 - 1.0)
 
 
+def bench_clips(seeds: int, frames: int):
+    """The bench's clips: seed s moves a held-out digit at velocity s mod 9.
+
+    Returns (clips (B, 1, F, 16, 16) in [-1, 1], their controls (same shape), velocity labels (B,))."""
+    import torch
+
+    from ..proxy.video_data import VELOCITIES, digit_split, moving_digit_clips, structure_maps
+
+    labels = torch.arange(seeds) % len(VELOCITIES)
+    held_out = digit_split("test")
+    clips = torch.cat([moving_digit_clips(1, frames, torch.Generator().manual_seed(10_000 + s), held_out,
+                                          labels[s:s + 1])[0] for s in range(seeds)])
+    return clips, structure_maps(clips), labels
+
+
 def _sampler_inputs(model, seeds: int, frames: int):
-    """(WindowedEps, x_T (B, 1, F, 16, 16), labels (B,)) for seeds 0..B-1; seed s asks velocity s mod 9."""
+    """(WindowedEps, x_T (B, 1, F, 16, 16), labels (B,)) for seeds 0..B-1 (`bench_clips`' controls)."""
     import torch
 
     from ..guidance import WindowedEps, context_windows
-    from ..proxy.video_data import VELOCITIES
 
-    labels = torch.arange(seeds) % len(VELOCITIES)
+    _, control, labels = bench_clips(seeds, frames)
     x_T = torch.stack([torch.randn(1, frames, 16, 16, generator=torch.Generator().manual_seed(s))
                        for s in range(seeds)])
 
-    def window_fn(x_windows, t, spans):
-        eps = model(x_windows, t, labels.repeat(len(spans)))
+    def window_fn(x_windows, t, spans):  # windows are stacked along the batch, window by window
+        eps = model(x_windows, t, torch.cat([control[:, :, a:z] for a, z in spans]).to(x_windows.dtype))
         return eps, eps
 
     return WindowedEps(window_fn, context_windows(frames, WINDOW, OVERLAP)), x_T, labels
@@ -95,12 +115,15 @@ def clip_metrics(x0, labels, unguided=None) -> dict[str, list[float]]:
     x = ((x0.clamp(-1, 1) + 1) / 2)[:, 0]  # (B, F, 16, 16) in [0, 1]
     b, f = x.shape[:2]
     per_frame = FramesGram().per_frame(x.reshape(b * f, 1, 16, 16)).view(b, f)
-    shifted = torch.stack([torch.stack([torch.roll(x[i, t], VELOCITIES[int(labels[i])], dims=(0, 1))
-                                        for t in range(f - 1)]) for i in range(b)])
-    residual = x[:, 1:] - shifted
+    def warped(sign: int):  # x_t moved by sign x the asked velocity: (B, F - 1, 16, 16)
+        return torch.stack([torch.roll(x[i, :-1], tuple(sign * v for v in VELOCITIES[int(labels[i])]), dims=(1, 2))
+                            for i in range(b)])
+
+    residual = x[:, 1:] - warped(1)
     change = (x[:, 1:] - x[:, :-1]).abs().mean(dim=(1, 2, 3))
     out = {"style_loss": per_frame.mean(1), "warp_error": residual.abs().mean(dim=(1, 2, 3)),
-           "warp_error_sq": residual.pow(2).mean(dim=(1, 2, 3)), "change": change}
+           "warp_error_sq": residual.pow(2).mean(dim=(1, 2, 3)), "change": change,
+           "warp_error_reversed": (x[:, 1:] - warped(-1)).abs().mean(dim=(1, 2, 3))}
     spans = context_windows(f, WINDOW, OVERLAP).spans
     windows = torch.stack([per_frame[:, a:z].mean(1) for a, z in spans], dim=1)  # (B, windows)
     out["window_gap"] = windows.max(1).values - windows.min(1).values
@@ -171,6 +194,8 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
     rows = [_row("none", "unguided", base, counts, sec)]
     travel, counts, sec = run("sag", {"guidance.strength": 0.0})
     rows.append(_row("sag", "time travel, strength 0", travel, counts, sec))
+    for control in rows:
+        control["role"] = "control"
     budget = counts.evals + counts.vjps
     floor = MOTION_SLACK * float(base["warp_error"].mean())
     best: dict[str, dict] = {}
@@ -183,7 +208,7 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
             metrics, counts, sec = run(method, {**knobs, "guidance.strength": strength})
             row = _row(method, f"strength={strength}, " + ", ".join(f"{k}={v}" for k, v in knobs.items()),
                        metrics, counts, sec)
-            row["strength"] = strength
+            row["strength"], row["role"] = strength, "sweep"
             points.append(row)
         kept = [p for p in points if p["warp_error"] <= floor] or points[:1]
         best[method] = min(kept, key=lambda p: p["style_loss"])
@@ -199,6 +224,13 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
                     stats = paired_stats(b[key + "_per_seed"], other[key + "_per_seed"])
                     b["paired"][f"{key} vs {name}"] = stats
                     log("  " + format_paired(f"{method} ({b['setting']}) {key} vs {name}", stats))
+    if getattr(args, "plot", None):
+        from pathlib import Path
+
+        from .pareto_plot import plot_video_front
+
+        plot_video_front(Path(args.plot), rows)
+        log(f"wrote {args.plot}")
     rows.append({"method": "model", "setting": "record", **{k: meta[k] for k in ("train_seconds", "num_parameters",
                                                                                   "final_train_loss")}})
     return rows

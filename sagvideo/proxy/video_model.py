@@ -1,9 +1,11 @@
 """The video proxy's noise predictor: per-frame convolutions with a temporal-attention block, as
-AnimateDiff adds motion modules to an image U-Net, conditioned on the clip's velocity label.
+AnimateDiff adds motion modules to an image U-Net, conditioned frame by frame on a control map
+(`video_data.structure_maps`: the clip blurred, as the real pipeline's ControlNet is on depth).
 
-x (B, 1, F, 16, 16) in [-1, 1] -> eps of the same shape. Frames share the 2D layers (they see
-frames as a batch); at 8x8 the temporal attention lets every position attend over the F frames
-(with a sinusoidal frame-position embedding), which is how the model learns motion.
+x (B, 1, F, 16, 16) in [-1, 1] and the control of the same shape -> eps of the same shape. The
+control enters as a second input channel. Frames share the 2D layers (they see frames as a
+batch); at 8x8 the temporal attention lets every position attend over the F frames (with a
+sinusoidal frame-position embedding), which is how the frames agree on one digit's strokes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from torch import Tensor, nn
 
 from ..guidance.frame_views import from_frames, to_frames
 from .model import ResBlock, _norm, timestep_embedding
-from .video_data import VELOCITIES
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,14 @@ class TemporalAttention(nn.Module):
 
 
 class VideoDenoiser(nn.Module):
-    """eps_theta(x_t, t, velocity): 16x16 -> 8x8 (temporal attention) -> 16x16, time + label embeddings."""
+    """eps_theta(x_t, t, control): 16x16 -> 8x8 (temporal attention) -> 16x16, a time embedding."""
 
     def __init__(self, config: VideoConfig = VideoConfig()):
         super().__init__()
         self.config = config
         c, e, g = config.channels, config.emb_dim, config.groups
         self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
-        self.label_emb = nn.Embedding(len(VELOCITIES), e)
-        self.conv_in = nn.Conv2d(1, c, 3, padding=1)
+        self.conv_in = nn.Conv2d(2, c, 3, padding=1)  # x_t and the control
         self.enc16 = ResBlock(c, c, e, g)
         self.down = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
         self.enc8 = ResBlock(2 * c, 2 * c, e, g)
@@ -71,16 +71,18 @@ class VideoDenoiser(nn.Module):
         self.dec16 = ResBlock(2 * c, c, e, g)
         self.out = nn.Sequential(_norm(c, g), nn.SiLU(), nn.Conv2d(c, 1, 3, padding=1))
 
-    def forward(self, x: Tensor, t: int | Tensor, labels: Tensor) -> Tensor:
-        """x: (B, 1, F, 16, 16); t: int or (B,); labels: (B,) velocity labels 0..8 -> eps (B, 1, F, 16, 16)."""
+    def forward(self, x: Tensor, t: int | Tensor, control: Tensor) -> Tensor:
+        """x, control: (B, 1, F, 16, 16); t: int or (B,) -> eps (B, 1, F, 16, 16)."""
         if x.dim() != 5 or x.shape[1] != 1 or tuple(x.shape[3:]) != (16, 16):
             raise ValueError(f"x must be (B, 1, F, 16, 16), got {tuple(x.shape)}.")
+        if control.shape != x.shape:
+            raise ValueError(f"control must have x's shape {tuple(x.shape)}, got {tuple(control.shape)}.")
         b, frames = x.shape[0], x.shape[2]
         t = torch.as_tensor(t, device=x.device)
         t = t.expand(b) if t.dim() == 0 else t
-        emb = self.time_mlp(timestep_embedding(t, self.config.emb_dim)) + self.label_emb(labels)
+        emb = self.time_mlp(timestep_embedding(t, self.config.emb_dim))
         emb = emb.repeat_interleave(frames, dim=0)  # (B*F, e): every frame of a clip gets its clip's embedding
-        h16 = self.enc16(self.conv_in(to_frames(x)), emb)
+        h16 = self.enc16(self.conv_in(to_frames(torch.cat([x, control.to(x.dtype)], dim=1))), emb)
         h8 = self.motion(self.enc8(self.down(h16), emb), frames)
         h = self.motion_mid(self.mid(h8, emb), frames)
         h = self.dec8(torch.cat([h, h8], dim=1), emb)

@@ -1,6 +1,7 @@
 """Train the video proxy: `python -m sagvideo.proxy.video_train [--out PATH] [--steps N]`.
 
-Epsilon prediction on 8-frame moving-digit clips (`video_data`), uniform t on the proxy's DDPM
+Epsilon prediction on 8-frame moving-digit clips (`video_data`, training digits) given their
+control maps, uniform t on the proxy's DDPM
 linear schedule, AdamW with warm-up and cosine decay, an EMA of the weights; saves one
 checkpoint (float32, weights_only-loadable) with its record: settings, final loss, seconds,
 threads. 8 frames is the model's window: longer clips go through `guidance.WindowedEps`.
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from ..files import atomic_path
 from .train import _lr_factor  # warm-up then cosine, read from settings.warmup / .steps
 from .schedule import NUM_TRAIN_TIMESTEPS, add_noise, proxy_alphas_cumprod
-from .video_data import moving_digit_clips, small_digits
+from .video_data import digit_split, moving_digit_clips, structure_maps
 from .video_model import VideoConfig, VideoDenoiser
 
 DEFAULT_VIDEO_CHECKPOINT = Path(__file__).with_name("proxy_video.pt")
@@ -32,7 +33,7 @@ WINDOW = 8  # frames per training clip = the model's context window
 
 @dataclass(frozen=True)
 class VideoTrainSettings:
-    steps: int = 1000
+    steps: int = 5000
     batch_size: int = 16
     lr: float = 2e-3
     warmup: int = 50
@@ -48,7 +49,7 @@ def train_video(settings: VideoTrainSettings = VideoTrainSettings(), config: Vid
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    digits, alphas = small_digits(), proxy_alphas_cumprod().float()
+    digits, alphas = digit_split("train"), proxy_alphas_cumprod().float()
     model = VideoDenoiser(config)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
@@ -56,10 +57,10 @@ def train_video(settings: VideoTrainSettings = VideoTrainSettings(), config: Vid
     window: list[float] = []
     start = time.perf_counter()
     for step in range(settings.steps):
-        x0, labels = moving_digit_clips(settings.batch_size, WINDOW, gen, digits)
+        x0, _ = moving_digit_clips(settings.batch_size, WINDOW, gen, digits)
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (settings.batch_size,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        loss = F.mse_loss(model(add_noise(x0, noise, t, alphas), t, labels), noise)
+        loss = F.mse_loss(model(add_noise(x0, noise, t, alphas), t, structure_maps(x0)), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
