@@ -263,6 +263,7 @@ def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mappi
                         f"(--num-nodes, --accelerator), not a job's; a job's 'devices: N' takes global ranks "
                         f"0..N-1 of the batch, on however many nodes they are. To fix: drop these keys and give "
                         f"the job 'devices: N' (processes in all).")
+        draft.config = None  # its window check would only repeat this problem
 
 
 def _set_devices(where: str, owner: str, value: Any, owner_config: Mapping[str, Any], overrides: dict[str, Any],
