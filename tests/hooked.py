@@ -9,8 +9,9 @@
                                                # of the first job several ranks share (once per process)
 
 The fault-injection tests kill a run inside a given stage (or make one rank of a shared job
-fail) and the multi-rank tests count job executions from LOG; the production code carries no hooks. Lightning's DDP launcher re-runs
-this same script (and arguments) for the other ranks, so they are hooked too.
+fail) and the multi-rank tests count job executions from LOG; the production code carries no
+hooks. Lightning's DDP launcher re-runs this same script (arguments and environment) for the
+other ranks, so they are hooked too.
 """
 
 from __future__ import annotations

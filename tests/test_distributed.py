@@ -5,6 +5,7 @@ barrier, toy networks), then end to end: `sagvideo stylize --devices 2` launched
 subprocess (Lightning Fabric DDP on CPU with gloo, two ranks) on a 40-frame 64 x 64 clip cut
 from the fixture, against the same job on one device in this process. OMP_NUM_THREADS=1 and
 torch.set_num_threads(1) on both sides: CPU kernels' reduction order may depend on the threads.
+A batch job with `devices: 2` is run the same way by a 2-process `sagvideo batch`.
 """
 
 from __future__ import annotations
@@ -284,7 +285,8 @@ def test_a_batch_runs_shared_jobs_after_the_others_and_a_failing_rank_fails_its_
     fails on rank 1 (out of memory at its first exchange, injected by tests/hooked.py)."""
     from sagvideo.batch import StylizeJobsModule, load_jobs, run_batch
 
-    jobs = [{"id": "one", "config": {"video.frames": 2}}, {"id": "broken", "devices": 2}, {"id": "shared", "devices": 2}]
+    jobs = [{"id": "one", "config": {"video.frames": 2}}, {"id": "broken", "devices": 2},
+            {"id": "shared", "devices": 2}]
     out, log = tmp_path / "out", tmp_path / "runs.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log),
                              str(batch_file(tmp_path / "jobs.yaml", small_clip, jobs)), "-o", str(out),

@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
 from ..outputs.job import JobFiles
 from ..outputs.names import OutputLayout
 from .cost import estimate_cost
+from .file_checks import FileChecks
 
 # Read by ffmpeg/decord; the folder mode picks files with these suffixes.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -125,39 +125,6 @@ def flatten_config(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, An
     return flat
 
 
-class _FileChecks:
-    """The video probe and style decode a job would do first, cached per file: jobs share files."""
-
-    def __init__(self) -> None:
-        self._videos: dict[Path, Any] = {}
-        self._styles: dict[Path, str | None] = {}
-
-    def video(self, path: Path):
-        """VideoInfo, or the InputError message."""
-        from ..video.io import probe_video
-
-        if path not in self._videos:
-            try:
-                self._videos[path] = probe_video(path)
-            except SagVideoError as exc:
-                self._videos[path] = str(exc)
-            except (OSError, subprocess.SubprocessError) as exc:  # ffmpeg missing or hung
-                self._videos[path] = f"cannot probe video {path}: {exc}. To fix: check the file and ffmpeg."
-        return self._videos[path]
-
-    def style(self, path: Path) -> str | None:
-        """None when the image decodes, else the InputError message."""
-        from ..images import read_style_image
-
-        if path not in self._styles:
-            try:
-                read_style_image(path)
-                self._styles[path] = None
-            except SagVideoError as exc:
-                self._styles[path] = str(exc)
-        return self._styles[path]
-
-
 @dataclass
 class _Draft:
     """A job while it is being validated."""
@@ -186,7 +153,7 @@ def _path(value: Any, base: Path, what: str, where: str, problems: list[str]) ->
 
 
 def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], file_defaults: dict[str, Any],
-           config: Config, checks: _FileChecks, problems: list[str]) -> _Draft | None:
+           config: Config, checks: FileChecks, problems: list[str]) -> _Draft | None:
     """Validate one entry; append every problem found (not just the first)."""
     where = _where(label, entry)
     data = entry.data
@@ -298,7 +265,7 @@ def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:
         problems.append(f"{draft.where}: " + re.sub(r"--devices (\d+)", r"devices: \1", text))
 
 
-def _check_files(draft: _Draft, checks: _FileChecks, base: Path, problems: list[str]) -> None:
+def _check_files(draft: _Draft, checks: FileChecks, base: Path, problems: list[str]) -> None:
     """The video and style exist and decode (once per file), and the frame selection fits."""
     where = draft.where
     if draft.video is not None:
@@ -363,7 +330,7 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
             problems.append(f"{label}: unknown key '{key}' in 'defaults'. Keys allowed there: {', '.join(DEFAULT_KEYS)}.")
     # A style from the command line is relative to the current folder, not to the job file.
     fallback = {"style": str(Path(style).expanduser().absolute()) if style is not None else None, "prompt": prompt}
-    checks = _FileChecks()
+    checks = FileChecks()
     drafts = [d for e in raw.entries
               if (d := _draft(e, label, base, fallback, raw.defaults, config, checks, problems)) is not None]
     _assign_ids(drafts, problems)

@@ -227,7 +227,7 @@ def _summarise(trainer: Any, state: BatchState, planned: list[BatchJob], finishe
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The `sagvideo batch` flags (the CLI wires them into a subcommand)."""
     parser.add_argument("jobs", nargs="?", help="job file: YAML (a list, or {jobs: [...], defaults: {...}}) or "
-                        "CSV with a header video,style,prompt,id (+ dotted config keys); paths relative to it")
+                        "CSV with a header video,style,prompt,id,devices (+ dotted config keys); paths relative to it")
     parser.add_argument("--videos", metavar="DIR", help="instead of a job file: one job per video file in DIR")
     parser.add_argument("--style", metavar="IMAGE", help="style image for jobs that set none")
     parser.add_argument("--prompt", metavar="TEXT", help="prompt for jobs that set none")
