@@ -160,10 +160,11 @@ def test_a_batch_job_asks_for_devices_and_the_batch_must_have_them(tmp_path):
     with pytest.raises(JobFileError) as bad:
         load_jobs(batch_file(tmp_path / "bad.yaml", clip, [
             {"id": "zero", "devices": 0}, {"id": "both", "devices": 2, "config": {"distributed.devices": 3}},
-            {"id": "nodes", "devices": 2, "config": {"distributed.num_nodes": 2}}, {"id": "four", "devices": 4}]),
-            load_config("tiny"))
+            {"id": "nodes", "devices": 2, "config": {"distributed.num_nodes": 2}}, {"id": "four", "devices": 4},
+            {"id": "list", "devices": 2, "config": ["guidance.n"]}]), load_config("tiny"))
     text = str(bad.value)
-    assert "4 problems" in text and "'devices' (job) is how many of the batch's processes" in text
+    assert "5 problems" in text and "'devices' (job) is how many of the batch's processes" in text
+    assert "'config' (job) must be a mapping" in text
     assert "'devices: 2' and config 'distributed.devices: 3' (job) disagree" in text
     assert "distributed.num_nodes and distributed.accelerator are the batch's" in text
     assert "only 3 window(s)" in text and "use devices: 3 or fewer" in text  # 40 frames in 16/4 windows

@@ -211,13 +211,13 @@ def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mappi
     overrides: dict[str, Any] = {}
     for owner, source in (("defaults", file_defaults), ("job", data)):
         value = source.get("config")
+        flat = flatten_config(value) if isinstance(value, Mapping) else {}
         if value is not None and not isinstance(value, Mapping):
             problems.append(f"{draft.where}: 'config' ({owner}) must be a mapping of config keys such as "
                             f"{{'guidance.n': 2}}, got {type(value).__name__}.")
-        elif value is not None:
-            overrides.update(flatten_config(value))
+        overrides.update(flat)
         if source.get("devices") is not None:
-            _set_devices(draft.where, owner, source["devices"], flatten_config(value or {}), overrides, problems)
+            _set_devices(draft.where, owner, source["devices"], flat, overrides, problems)
     draft.overrides = overrides
     try:
         draft.config = merge(config, overrides, source=f"{draft.where} config")
