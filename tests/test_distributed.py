@@ -155,6 +155,8 @@ def test_a_batch_job_asks_for_devices_and_the_batch_must_have_them(tmp_path):
         {"id": "two", "devices": 2}, {"id": "three", "config": {"distributed.devices": 3}}, {"id": "one"}]),
         load_config("tiny"))
     assert [job.devices for job in jobs] == [2, 3, 1]
+    (tmp_path / "jobs.csv").write_text(f"video,style,id,devices\n{clip},{require_fixture('starry_night.jpg')},c,2\n")
+    assert load_jobs(tmp_path / "jobs.csv", load_config("tiny", SETTINGS))[0].devices == 2
     same = load_jobs(batch_file(tmp_path / "same.yaml", clip, [{"id": "two"}]), load_config("tiny"))[0]
     assert same.fingerprint() == jobs[0].fingerprint() and same.seed == jobs[0].seed  # devices: no rerun
     with pytest.raises(JobFileError) as bad:
@@ -174,6 +176,30 @@ def test_a_batch_job_asks_for_devices_and_the_batch_must_have_them(tmp_path):
             run_batch(batch_file(tmp_path / "big.yaml", clip, [job]), tmp_path / "out", config=load_config("tiny"),
                       devices=world, accelerator="cpu")
         assert not (tmp_path / "out").exists()  # refused before any process, model or output folder
+
+
+def test_a_shared_job_is_recorded_with_the_error_of_the_rank_that_ended_it():
+    from types import SimpleNamespace
+
+    from sagvideo.batch.shared import job_outcome
+
+    def rank(r, status, error="", collective=False):
+        return {"id": "j", "rank": r, "device": f"cuda:{r}", "status": status, "seconds": 1.0 + r,
+                "error_type": "OutOfMemoryError" if error and not collective else "RuntimeError", "error": error,
+                "collective_error": collective, "traceback": f"traceback {r}"}
+
+    job = SimpleNamespace(devices=3)
+    saw_it_go = rank(0, "failed", "Connection closed by peer", collective=True)
+    record = job_outcome(job, [saw_it_go, rank(1, "failed", "out of memory"), rank(2, "done"), None])
+    assert record["status"] == "failed" and record["error_type"] == "OutOfMemoryError"
+    assert record["error"] == ("rank 1 on cuda:1 failed, so the job's 3 ranks stopped and no output was written: "
+                               "out of memory") and record["traceback"] == "traceback 1"
+    assert record["rank"] == 0 and record["seconds"] == 3.0 and "collective_error" not in record
+    assert [r["status"] for r in record["ranks"]] == ["failed", "failed", "done"]
+    only_peers = job_outcome(job, [saw_it_go, rank(1, "failed", "closed", collective=True), rank(2, "done")])
+    assert only_peers["error"].startswith("rank 0 on cuda:0 failed")
+    late = job_outcome(job, [rank(0, "done"), rank(1, "failed", "out of memory"), rank(2, "done")])
+    assert late["status"] == "done" and late["other_rank_errors"] == ["rank 1: OutOfMemoryError: out of memory"]
 
 
 # ------------------------------------------------------------------ real runs (subprocesses)

@@ -12,9 +12,9 @@ outcomes on a gloo group with a long timeout (the status writer's), and rank 0 r
 Faults: a rank whose part raises (out of memory included) drops its handle on the subgroup;
 on gloo, freeing the group closes its connections, so a peer blocked in one of the job's
 collectives gets an error instead of waiting, and drops the group in turn. The job is recorded
-failed with the message of the rank that failed first (not of the peers that only saw it go),
-rank 0's staging is removed by the output code, and the batch goes on. Not tested: NCCL (a
-peer inside an NCCL collective waits for the group's timeout instead).
+failed with the message of the rank whose own error ended it (not of the peers that only saw
+it go), rank 0's staging is removed by the output code, and the batch goes on. Not tested:
+NCCL (a peer inside an NCCL collective is not woken that way: it waits for the group's timeout).
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ def job_outcome(job: BatchJob, outcomes: Sequence[dict[str, Any] | None]) -> dic
     """The one record of a shared job from its ranks' outcomes (rank order; None for ranks outside it).
 
     Done when rank 0 wrote the outputs (that needs every rank's share); else failed with the
-    message of the rank that failed first: a rank that only saw a peer leave is not the cause."""
+    message of the lowest rank whose own error ended the job, not of a rank that only saw a peer
+    leave (a gloo "connection closed")."""
     members = [o for o in outcomes if o is not None]
     lead = members[0]
     record = {**lead, "devices": job.devices, "seconds": max(o["seconds"] for o in members),
