@@ -4,9 +4,14 @@
     python tests/hooked.py batch LOG ARGS...   # python -m sagvideo.batch ARGS; each job start appends "<id> <rank>"
                                                # to LOG, each stage start "<pid> <stage>" to LOG.stages
 
-The fault-injection tests kill a run inside a given stage and the multi-rank tests count job
-executions from LOG; the production code carries no hooks. Lightning's DDP launcher re-runs
-this same script (and arguments) for the other ranks, so they are hooked too.
+    HOOKED_OOM_IN_SHARED_JOB=R python tests/hooked.py batch ...
+                                               # global rank R raises out of memory at its first exchange
+                                               # of the first job several ranks share (once per process)
+
+The fault-injection tests kill a run inside a given stage (or make one rank of a shared job
+fail) and the multi-rank tests count job executions from LOG; the production code carries no
+hooks. Lightning's DDP launcher re-runs this same script (arguments and environment) for the
+other ranks, so they are hooked too.
 """
 
 from __future__ import annotations
@@ -55,11 +60,29 @@ def hook_jobs(log: str) -> None:
 
     run_job = StylizeJobsModule.run_job
 
-    def logged_run_job(self, job):
+    def logged_run_job(self, job, *args):
         append_line(log, f"{job.id} {self.global_rank}")
-        return run_job(self, job)
+        return run_job(self, job, *args)
 
     StylizeJobsModule.run_job = logged_run_job
+
+
+def hook_shared_job_fault(rank: int) -> None:
+    """Global rank `rank` fails its first exchange over a batch job's subgroup, as a GPU out of memory would."""
+    import torch
+
+    from sagvideo.distributed.collective import Collective
+
+    exchange = Collective.exchange
+    fired: list[bool] = []
+
+    def failing_exchange(self, tensor):
+        if self.group is not None and self.rank == rank and not fired:
+            fired.append(True)
+            raise torch.OutOfMemoryError(f"injected by tests/hooked.py on rank {rank}")
+        return exchange(self, tensor)
+
+    Collective.exchange = failing_exchange
 
 
 if __name__ == "__main__":
@@ -70,6 +93,8 @@ if __name__ == "__main__":
 
     command, log, args = sys.argv[1], sys.argv[2], sys.argv[3:]
     if command == "batch":
+        if os.environ.get("HOOKED_OOM_IN_SHARED_JOB", "").isdigit():
+            hook_shared_job_fault(int(os.environ["HOOKED_OOM_IN_SHARED_JOB"]))
         hook_jobs(log)
         hook_stages(f"{log}.stages")
         console_main(["batch", *args])

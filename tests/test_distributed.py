@@ -5,6 +5,7 @@ barrier, toy networks), then end to end: `sagvideo stylize --devices 2` launched
 subprocess (Lightning Fabric DDP on CPU with gloo, two ranks) on a 40-frame 64 x 64 clip cut
 from the fixture, against the same job on one device in this process. OMP_NUM_THREADS=1 and
 torch.set_num_threads(1) on both sides: CPU kernels' reduction order may depend on the threads.
+A batch job with `devices: 2` is run the same way by a 2-process `sagvideo batch`.
 """
 
 from __future__ import annotations
@@ -138,15 +139,67 @@ def test_the_one_process_api_refuses_several_devices_and_the_package_face_refuse
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_batch_job_asking_for_several_devices_is_refused_up_front(tmp_path):
-    from sagvideo.batch import JobFileError, load_jobs
+def batch_file(path: Path, video: Path, jobs: list[dict]) -> Path:
+    """A job file: `jobs` on `video` with the starry night style and SETTINGS as defaults."""
+    path.write_text(json.dumps({"defaults": {"style": str(require_fixture("starry_night.jpg")), "prompt": "x",
+                                             "config": SETTINGS},
+                                "jobs": [{"video": str(video), **job} for job in jobs]}))
+    return path
 
-    jobs = tmp_path / "jobs.yaml"
-    jobs.write_text(json.dumps({"jobs": [{"video": str(require_fixture("bigbuckbunny.mp4")), "prompt": "x",
-                                          "style": str(require_fixture("starry_night.jpg")),
-                                          "config": {"distributed.devices": 2}}]}))
-    with pytest.raises(JobFileError, match="batch --devices N"):
-        load_jobs(jobs, load_config("tiny"))
+
+def test_a_batch_job_asks_for_devices_and_the_batch_must_have_them(tmp_path):
+    from sagvideo.batch import JobFileError, load_jobs, run_batch
+
+    clip = require_fixture("bigbuckbunny.mp4")
+    jobs = load_jobs(batch_file(tmp_path / "ok.yaml", clip, [
+        {"id": "two", "devices": 2}, {"id": "three", "config": {"distributed.devices": 3}}, {"id": "one"}]),
+        load_config("tiny"))
+    assert [job.devices for job in jobs] == [2, 3, 1]
+    (tmp_path / "jobs.csv").write_text(f"video,style,id,devices\n{clip},{require_fixture('starry_night.jpg')},c,2\n")
+    assert load_jobs(tmp_path / "jobs.csv", load_config("tiny", SETTINGS))[0].devices == 2
+    same = load_jobs(batch_file(tmp_path / "same.yaml", clip, [{"id": "two"}]), load_config("tiny"))[0]
+    assert same.fingerprint() == jobs[0].fingerprint() and same.seed == jobs[0].seed  # devices: no rerun
+    with pytest.raises(JobFileError) as bad:
+        load_jobs(batch_file(tmp_path / "bad.yaml", clip, [
+            {"id": "zero", "devices": 0}, {"id": "both", "devices": 2, "config": {"distributed.devices": 3}},
+            {"id": "nodes", "devices": 2, "config": {"distributed.num_nodes": 2}}, {"id": "four", "devices": 4},
+            {"id": "list", "devices": 2, "config": ["guidance.n"]}]), load_config("tiny"))
+    text = str(bad.value)
+    assert "5 problems" in text and "'devices' (job) is how many of the batch's processes" in text
+    assert "'config' (job) must be a mapping" in text
+    assert "'devices: 2' and config 'distributed.devices: 3' (job) disagree" in text
+    assert "distributed.num_nodes and distributed.accelerator are the batch's" in text
+    assert "only 3 window(s)" in text and "use devices: 3 or fewer" in text  # 40 frames in 16/4 windows
+    for world, job in ((2, {"id": "three", "devices": 3}), (1, {"id": "two", "devices": 2})):
+        with pytest.raises(JobFileError, match=rf"job 1\): 'devices: {job['devices']}' asks for .* starts {world}\. "
+                                               rf"To fix: run the batch with --devices {job['devices']} or more"):
+            run_batch(batch_file(tmp_path / "big.yaml", clip, [job]), tmp_path / "out", config=load_config("tiny"),
+                      devices=world, accelerator="cpu")
+        assert not (tmp_path / "out").exists()  # refused before any process, model or output folder
+
+
+def test_a_shared_job_is_recorded_with_the_error_of_the_rank_that_ended_it():
+    from types import SimpleNamespace
+
+    from sagvideo.batch.shared import job_outcome
+
+    def rank(r, status, error="", collective=False):
+        return {"id": "j", "rank": r, "device": f"cuda:{r}", "status": status, "seconds": 1.0 + r,
+                "error_type": "OutOfMemoryError" if error and not collective else "RuntimeError", "error": error,
+                "collective_error": collective, "traceback": f"traceback {r}"}
+
+    job = SimpleNamespace(devices=3)
+    saw_it_go = rank(0, "failed", "Connection closed by peer", collective=True)
+    record = job_outcome(job, [saw_it_go, rank(1, "failed", "out of memory"), rank(2, "done"), None])
+    assert record["status"] == "failed" and record["error_type"] == "OutOfMemoryError"
+    assert record["error"] == ("rank 1 on cuda:1 failed, so the job's 3 ranks stopped and no output was written: "
+                               "out of memory") and record["traceback"] == "traceback 1"
+    assert record["rank"] == 0 and record["seconds"] == 3.0 and "collective_error" not in record
+    assert [r["status"] for r in record["ranks"]] == ["failed", "failed", "done"]
+    only_peers = job_outcome(job, [saw_it_go, rank(1, "failed", "closed", collective=True), rank(2, "done")])
+    assert only_peers["error"].startswith("rank 0 on cuda:0 failed")
+    late = job_outcome(job, [rank(0, "done"), rank(1, "failed", "out of memory"), rank(2, "done")])
+    assert late["status"] == "done" and late["other_rank_errors"] == ["rank 1: OutOfMemoryError: out of memory"]
 
 
 # ------------------------------------------------------------------ real runs (subprocesses)
@@ -251,3 +304,51 @@ def test_a_fault_ends_every_rank_with_a_message_and_no_output(small_clip, tmp_pa
         wait_for(lambda: not alive(child), 15)  # the launcher stopped the rank it started
     assert "Traceback" not in err
     assert list(out.parent.iterdir()) == [] or all(p.name.startswith(".sagvideo-depth") for p in out.parent.iterdir())
+
+
+def test_a_batch_runs_shared_jobs_after_the_others_and_a_failing_rank_fails_its_job_alone(small_clip, tmp_path,
+                                                                                            one_torch_thread):
+    """Two batch processes: a one-device job, then two jobs with devices: 2, the first of which
+    fails on rank 1 (out of memory at its first exchange, injected by tests/hooked.py)."""
+    from sagvideo.batch import StylizeJobsModule, load_jobs, run_batch
+
+    jobs = [{"id": "one", "config": {"video.frames": 2}}, {"id": "broken", "devices": 2},
+            {"id": "shared", "devices": 2}]
+    out, log = tmp_path / "out", tmp_path / "runs.log"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log),
+                             str(batch_file(tmp_path / "jobs.yaml", small_clip, jobs)), "-o", str(out),
+                             "--config", "tiny", "--devices", "2", "--accelerator", "cpu"],
+                            env=dict(env(), HOOKED_OOM_IN_SHARED_JOB="1"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # meanwhile, the same jobs in one process here (the devices count changes neither seed nor fingerprint)
+    one_device = batch_file(tmp_path / "one.yaml", small_clip, [{k: v for k, v in job.items() if k != "devices"}
+                                                                for job in jobs])
+    (reference := tmp_path / "ref").mkdir()
+
+    class CpuJobsModule(StylizeJobsModule):
+        rank_device = torch.device("cpu")  # no Trainer in this in-process run
+
+    assert CpuJobsModule(reference).run_job(load_jobs(one_device, load_config("tiny"))[2])["status"] == "done"
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stdout + stderr[-3000:]  # one job failed
+
+    runs = [tuple(line.split()) for line in log.read_text().splitlines()]
+    assert sorted(runs) == [("broken", "0"), ("broken", "1"), ("one", "0"), ("shared", "0"), ("shared", "1")]
+    assert runs[0] == ("one", "0")  # the one-device jobs first
+    assert (out / "shared.mp4").read_bytes() == (reference / "shared.mp4").read_bytes()
+    report = json.loads((out / "shared.json").read_text())
+    assert report["status"] == "complete" and report["distributed"]["windows_per_rank"] == [2, 1]
+    assert not list(out.glob("broken*")) and not [p for p in out.rglob("*") if ".tmp" in p.name]
+    failure = json.loads((out / ".sagvideo" / "failed" / "broken.json").read_text())
+    assert failure["error_type"] == "OutOfMemoryError" and failure["devices"] == 2
+    assert failure["error"].startswith("rank 1 on cpu failed, so the job's 2 ranks stopped and no output was written")
+    assert "injected by tests/hooked.py" in failure["traceback"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"] == {"done": 2, "skipped": 0, "failed": 1, "missing": 0}
+    assert {row["id"]: row.get("devices") for row in summary["jobs"]} == {"one": None, "broken": 2, "shared": 2}
+    assert "broken: OutOfMemoryError: rank 1 on cpu failed" in stdout
+
+    # Run again in one process without the devices: only the failed job runs, the others are complete.
+    again = run_batch(one_device, out, config=load_config("tiny"), devices=1, accelerator="cpu", echo=lambda _: None)
+    assert again.counts == {"done": 1, "skipped": 2, "failed": 0, "missing": 0}
+    assert (out / "broken.mp4").is_file() and not (out / ".sagvideo" / "failed" / "broken.json").exists()

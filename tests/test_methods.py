@@ -309,3 +309,17 @@ def test_only_methods_that_scale_by_strength_are_off_at_strength_zero():
     ug, doodl = METHODS["ug"].run_cost(10, {4: 1, 5: 1}, None), METHODS["doodl"].run_cost(10, {4: 1}, None)
     assert ug == PassCost(graph_evaluations=12, vjps=12, evaluations=8)  # 6 passes x 2 guided steps, 8 plain steps
     assert doodl.evaluations == 50 * 9 + 10 and doodl.vjps == 50 * 10  # 50 iterations of the chain, then the chain
+
+
+def test_a_pipeline_benchmark_row_runs_a_shipped_configs_sampler_and_counts_its_costs(one_torch_thread):
+    """`sagvideo bench pipeline --configs`: one row in this process (each row is a child process there)."""
+    from sagvideo.bench.pipeline import SAMPLES, measure_pipeline
+    from sagvideo.schedule_settings import cfg_off
+
+    row = measure_pipeline("tiny", 2, 2, True, 64, "cpu", str(SAMPLES / "clip.mp4"), str(SAMPLES / "style.png"),
+                           {"video.size": 64, "output.metrics": False}, config_name="lightning")
+    lightning = load_config("lightning").sampling
+    assert (row["config"], row["scheduler"], row["cfg_scale"], row["steps"]) == (
+        "lightning", lightning.scheduler, lightning.cfg_scale, 2)
+    assert row["guided_steps"] == [1] and row["vjps"] > 0 and row["devices"] == 1
+    assert row["branch_evaluations"] == row["network_evaluations"] * (1 if cfg_off(lightning.cfg_scale) else 2)

@@ -3,7 +3,7 @@
 Formats:
 
 * YAML list of jobs, or a mapping `{jobs: [...], defaults: {...}}`;
-* CSV with a header row: `video`, `style`, `prompt`, `id` columns, plus any dotted config key
+* CSV with a header row: `video`, `style`, `prompt`, `id`, `devices` columns, plus any dotted config key
   (`video.start`, `guidance.n`) as a column of per-job overrides; empty cells are unset.
 
 Each entry keeps its 1-based line (YAML: the line its list item starts on; CSV: the row's
@@ -21,8 +21,9 @@ import yaml
 
 from ..errors import InputError
 
-JOB_KEYS = ("video", "style", "prompt", "id", "config")
-DEFAULT_KEYS = ("style", "prompt", "config")
+JOB_KEYS = ("video", "style", "prompt", "id", "devices", "config")
+DEFAULT_KEYS = ("style", "prompt", "devices", "config")
+CSV_COLUMNS = tuple(key for key in JOB_KEYS if key != "config")  # config keys are dotted columns
 TOP_KEYS = ("jobs", "defaults")
 
 
@@ -106,12 +107,12 @@ def _read_csv(text: str) -> RawJobFile:
     reader = csv.DictReader(text.splitlines(keepends=True))
     header = reader.fieldnames or []
     if "video" not in header:
-        raw.problems.append((1, f"the CSV header must name a 'video' column (columns: {', '.join(JOB_KEYS[:4])}, "
+        raw.problems.append((1, f"the CSV header must name a 'video' column (columns: {', '.join(CSV_COLUMNS)}, "
                              f"plus dotted config keys such as video.start), got: {', '.join(header) or 'nothing'}."))
         return raw
     for column in header:
-        if column not in JOB_KEYS[:4] and "." not in column:
-            raw.problems.append((1, f"unknown CSV column '{column}'. Columns: {', '.join(JOB_KEYS[:4])}, "
+        if column not in CSV_COLUMNS and "." not in column:
+            raw.problems.append((1, f"unknown CSV column '{column}'. Columns: {', '.join(CSV_COLUMNS)}, "
                                  f"plus dotted config keys such as guidance.n."))
     for index, row in enumerate(reader, start=1):
         # line_num is the row's last line; blank lines before it and newlines inside quoted cells
@@ -129,7 +130,7 @@ def _read_csv(text: str) -> RawJobFile:
                 continue
             if "." in column:
                 config[column] = cell.strip()
-            elif column in JOB_KEYS:
+            elif column in CSV_COLUMNS:
                 data[column] = cell.strip()
         if config:
             data["config"] = config

@@ -1,11 +1,12 @@
 """Jobs of a batch: read a job file (or a folder of videos), validate all of it, resolve each job.
 
-A job is `video`, `style`, optional `prompt` (none: the style image alone), optional `id` and
-optional `config` overrides (dotted `guidance.n: 2` or nested `guidance: {n: 2}`); relative
-paths start at the job file's folder.
+A job is `video`, `style`, optional `prompt` (none: the style image alone), optional `id`,
+optional `devices` (how many of the batch's processes share the clip; default 1) and optional
+`config` overrides (dotted `guidance.n: 2` or nested `guidance: {n: 2}`); relative paths start
+at the job file's folder. `devices: N` is `config: {distributed.devices: N}` written shorter.
 The more specific setting wins: for style and prompt, the job's own value, then the file's
-`defaults`, then `--style`/`--prompt`; for config, the job's `config` over `defaults.config`
-over the base config of `--config/--set`.
+`defaults`, then `--style`/`--prompt`; for config (devices included), the job's over
+`defaults` over the base config of `--config/--set`.
 
 `load_jobs` validates the whole file before anything heavy happens and raises one
 `JobFileError` listing every problem with its line: unknown keys (job keys and config keys,
@@ -24,18 +25,18 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import Config, load_config, merge, wants_distributed
+from ..config import Config, load_config, merge
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
 from ..outputs.job import JobFiles
 from ..outputs.names import OutputLayout
 from .cost import estimate_cost
+from .file_checks import FileChecks
 
 # Read by ffmpeg/decord; the folder mode picks files with these suffixes.
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".m4v", ".avi", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -70,6 +71,11 @@ class BatchJob:
             files.append([str(path), st.st_size, st.st_mtime_ns])
         text = json.dumps({"config": config, "prompt": self.prompt, "files": files}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    @property
+    def devices(self) -> int:
+        """How many of the batch's processes share this clip (global ranks 0..devices-1); 1 = one device."""
+        return self.config.distributed.devices
 
     def layout(self, outdir: str | os.PathLike) -> OutputLayout:
         """The files this job writes in `outdir`: `<id>.mp4`, its report, contact sheet, ..."""
@@ -119,39 +125,6 @@ def flatten_config(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, An
     return flat
 
 
-class _FileChecks:
-    """The video probe and style decode a job would do first, cached per file: jobs share files."""
-
-    def __init__(self) -> None:
-        self._videos: dict[Path, Any] = {}
-        self._styles: dict[Path, str | None] = {}
-
-    def video(self, path: Path):
-        """VideoInfo, or the InputError message."""
-        from ..video.io import probe_video
-
-        if path not in self._videos:
-            try:
-                self._videos[path] = probe_video(path)
-            except SagVideoError as exc:
-                self._videos[path] = str(exc)
-            except (OSError, subprocess.SubprocessError) as exc:  # ffmpeg missing or hung
-                self._videos[path] = f"cannot probe video {path}: {exc}. To fix: check the file and ffmpeg."
-        return self._videos[path]
-
-    def style(self, path: Path) -> str | None:
-        """None when the image decodes, else the InputError message."""
-        from ..images import read_style_image
-
-        if path not in self._styles:
-            try:
-                read_style_image(path)
-                self._styles[path] = None
-            except SagVideoError as exc:
-                self._styles[path] = str(exc)
-        return self._styles[path]
-
-
 @dataclass
 class _Draft:
     """A job while it is being validated."""
@@ -180,13 +153,13 @@ def _path(value: Any, base: Path, what: str, where: str, problems: list[str]) ->
 
 
 def _draft(entry: RawEntry, label: str, base: Path, fallback: dict[str, Any], file_defaults: dict[str, Any],
-           config: Config, checks: _FileChecks, problems: list[str]) -> _Draft | None:
+           config: Config, checks: FileChecks, problems: list[str]) -> _Draft | None:
     """Validate one entry; append every problem found (not just the first)."""
     where = _where(label, entry)
     data = entry.data
     if not isinstance(data, Mapping):
         problems.append(f"{where}: a job must be a mapping with the keys video, style "
-                        f"(optional: prompt, id, config), got {type(data).__name__} {data!r}.")
+                        f"(optional: prompt, id, devices, config), got {type(data).__name__} {data!r}.")
         return None
     draft = _Draft(where)
     _check_fields(draft, data, base, [data, file_defaults, fallback], problems)
@@ -234,27 +207,45 @@ def _check_fields(draft: _Draft, data: Mapping[str, Any], base: Path, sources: l
 
 def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mapping[str, Any], config: Config,
                     problems: list[str]) -> None:
-    """The job's config: `defaults.config`, then the job's `config`, over the base config."""
+    """The job's config: `defaults` (`config`, then `devices`), then the job's, over the base config."""
     overrides: dict[str, Any] = {}
-    for owner, value in (("defaults", file_defaults.get("config")), ("job", data.get("config"))):
-        if value is None:
-            continue
-        if not isinstance(value, Mapping):
+    for owner, source in (("defaults", file_defaults), ("job", data)):
+        value = source.get("config")
+        flat = flatten_config(value) if isinstance(value, Mapping) else {}
+        if value is not None and not isinstance(value, Mapping):
             problems.append(f"{draft.where}: 'config' ({owner}) must be a mapping of config keys such as "
                             f"{{'guidance.n': 2}}, got {type(value).__name__}.")
-            continue
-        overrides.update(flatten_config(value))
+        overrides.update(flat)
+        if source.get("devices") is not None:
+            _set_devices(draft.where, owner, source["devices"], flat, overrides, problems)
     draft.overrides = overrides
     try:
         draft.config = merge(config, overrides, source=f"{draft.where} config")
     except SagVideoError as exc:
         problems.append(f"{draft.where}: {exc}")
         return
-    if wants_distributed(draft.config):  # one clip over several processes is `sagvideo stylize --devices`
-        problems.append(f"{draft.where}: distributed.devices / distributed.num_nodes above 1 share one clip over "
-                        f"processes, but a batch job runs on one device (a per-job device count is not "
-                        f"supported). To fix: drop the distributed.* keys; `sagvideo batch --devices N` spreads "
-                        f"the jobs over N devices.")
+    d = draft.config.distributed
+    if d.num_nodes > 1 or d.accelerator != "auto":  # the batch's processes are set by its own flags
+        problems.append(f"{draft.where}: distributed.num_nodes and distributed.accelerator are the batch's "
+                        f"(--num-nodes, --accelerator), not a job's; a job's 'devices: N' takes global ranks "
+                        f"0..N-1 of the batch, on however many nodes they are. To fix: drop these keys and give "
+                        f"the job 'devices: N' (processes in all).")
+        draft.config = None  # its window check would only repeat this problem
+
+
+def _set_devices(where: str, owner: str, value: Any, owner_config: Mapping[str, Any], overrides: dict[str, Any],
+                 problems: list[str]) -> None:
+    """`devices: N` is `distributed.devices: N`; the two spellings in one place must agree."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        problems.append(f"{where}: 'devices' ({owner}) is how many of the batch's processes share the clip, a "
+                        f"whole number >= 1, got {value!r}. To fix: e.g. 'devices: 2', or drop it (one device).")
+        return
+    written = owner_config.get("distributed.devices")
+    if written is not None and str(written).strip() != text:
+        problems.append(f"{where}: 'devices: {text}' and config 'distributed.devices: {written}' ({owner}) "
+                        f"disagree. To fix: keep 'devices' alone.")
+    overrides["distributed.devices"] = int(text)
 
 
 def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:
@@ -270,10 +261,11 @@ def _check_video_span(draft: _Draft, info: Any, problems: list[str]) -> None:
         check_frame_settings(draft.config, count)
         draft.frame_count = count
     except InputError as exc:  # its fix names CLI flags; in a job file they are config keys
-        problems.append(f"{draft.where}: " + re.sub(r"--(frames|stride|start) (\d+)", r"video.\1: \2", str(exc)))
+        text = re.sub(r"--(frames|stride|start) (\d+)", r"video.\1: \2", str(exc))
+        problems.append(f"{draft.where}: " + re.sub(r"--devices (\d+)", r"devices: \1", text))
 
 
-def _check_files(draft: _Draft, checks: _FileChecks, base: Path, problems: list[str]) -> None:
+def _check_files(draft: _Draft, checks: FileChecks, base: Path, problems: list[str]) -> None:
     """The video and style exist and decode (once per file), and the frame selection fits."""
     where = draft.where
     if draft.video is not None:
@@ -338,7 +330,7 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
             problems.append(f"{label}: unknown key '{key}' in 'defaults'. Keys allowed there: {', '.join(DEFAULT_KEYS)}.")
     # A style from the command line is relative to the current folder, not to the job file.
     fallback = {"style": str(Path(style).expanduser().absolute()) if style is not None else None, "prompt": prompt}
-    checks = _FileChecks()
+    checks = FileChecks()
     drafts = [d for e in raw.entries
               if (d := _draft(e, label, base, fallback, raw.defaults, config, checks, problems)) is not None]
     _assign_ids(drafts, problems)

@@ -1,9 +1,11 @@
 """The Lightning side of a batch: a dataset of planned jobs and a module that runs one per step.
 
-`StylizeJobsModule.predict_step` only orchestrates: it calls `pipeline.stylize_to_files` for
+`StylizeJobsModule.predict_step` only orchestrates: it calls `api.stylize_to_files` for
 its job, on this rank's device, with the networks loaded once per process (on first use, so a
 rank holding only padding never loads them). Every exception a job raises is caught and
 returned as a "failed" outcome: an exception escaping `predict_step` would kill every rank.
+A job several ranks share (`shared.py`, after predict) goes through the same `run_job`, with
+the job's `Collective`.
 """
 
 from __future__ import annotations
@@ -85,9 +87,15 @@ class StylizeJobsModule(pl.LightningModule):
             raise self._runtime_error
         return self._runtime
 
-    def run_job(self, job: BatchJob) -> dict[str, Any]:
-        """Run `job` through the pipeline; never raises for a job's own failure."""
+    def run_job(self, job: BatchJob, collective: Any = None) -> dict[str, Any]:
+        """Run `job` through the pipeline; never raises for a job's own failure.
+
+        With a `distributed.collective.Collective`, this rank's part of a job its ranks share:
+        rank 0 writes the files; a failure is marked `collective_error` when it was only another
+        rank leaving."""
         from ..api import stylize_to_files
+        from ..distributed.launch import is_collective_error
+        from ..distributed.rank import run_rank
 
         # The job is known unfinished, so files under its name are leftovers of an earlier attempt.
         config = merge(job.config, {"output.overwrite": True}, source=job.source)
@@ -99,8 +107,12 @@ class StylizeJobsModule(pl.LightningModule):
             extra = {"job_id": job.id, "job_fingerprint": job.fingerprint()}
             runtime = self._runtime_for(job)
             with torch.enable_grad():  # predict runs under no_grad; SAG needs gradients
-                stylize_to_files(job.video, job.style, job.prompt, files, config=config, runtime=runtime,
-                                 seed=job.seed, progress=False, report_extra=extra)
+                if collective is None:
+                    stylize_to_files(job.video, job.style, job.prompt, files, config=config, runtime=runtime,
+                                     seed=job.seed, progress=False, report_extra=extra)
+                else:
+                    run_rank(job.video, job.style, job.prompt, files, config=config, runtime=runtime,
+                             collective=collective, seed=job.seed, report_extra=extra)
             outcome["status"] = "done"
         except torch.OutOfMemoryError as exc:
             if self.rank_device.type == "cuda":
@@ -111,6 +123,8 @@ class StylizeJobsModule(pl.LightningModule):
         except Exception as exc:  # any job failure is recorded, the batch goes on
             outcome.update(status="failed", error_type=type(exc).__name__, error=str(exc),
                            traceback=traceback.format_exc())
+            if collective is not None:
+                outcome["collective_error"] = is_collective_error(exc)
         outcome["seconds"] = round(time.perf_counter() - start, 3)
         return outcome
 

@@ -7,7 +7,9 @@
 Also `python -m sagvideo.batch ...`. Multi-process runs re-execute this same command once per
 extra local rank (Lightning's DDP launcher); under `torchrun` or SLURM `srun` every rank runs
 it and Lightning reads the rank from the environment. Every rank validates and plans the same
-way, so the ranks agree without talking before the Trainer starts.
+way, so the ranks agree without talking before the Trainer starts. The one-device jobs are
+spread over the ranks by `Trainer.predict`; then the jobs that ask for several devices run one
+at a time, each over global ranks 0..N-1 (`shared.py`).
 
 Exit codes: 0 every job done or skipped (or nothing to do); 1 some job failed (records in
 OUTDIR/.sagvideo/failed/); 2 bad job file, flag or config (nothing was run). Ranks other than
@@ -30,6 +32,7 @@ from ..errors import InputError
 from ..signals import Interrupted
 from .jobs import BatchJob, check_outputs_not_inputs, folder_jobs, load_jobs
 from .plan import arrange, pad, rank_of, split_finished
+from .shared import check_job_devices, split_shared
 from .state import BatchState, RunLock, clean_stale_temps
 from .summary import BatchSummary, build_summary, format_summary
 
@@ -129,14 +132,16 @@ def run_batch(
     writer = _status_writer(state)
     trainer = _trainer_or_input_error(accelerator or accelerator_for(config), devices, num_nodes, writer)
     world = trainer.world_size
-    items = pad(arrange(pending, world), world)
-    writer.plan_ids = [job.id if job else None for job in items]
+    check_job_devices(pending, world, f"--devices {devices} --num-nodes {num_nodes}")  # before any process starts
+    single, shared = split_shared(pending)
+    items = pad(arrange(single, world), world)
+    writer.plan_ids = [job.id if job else None for job in items] + [f"{job.id} x{job.devices}" for job in shared]
     lock = RunLock(state)
     if trainer.global_rank == 0:
         state.create()
         lock.acquire()
     try:
-        return _predict(trainer, state, items, finished, writer, echo, [job.id for job in changed])
+        return _predict(trainer, state, items, shared, finished, writer, echo, [job.id for job in changed])
     finally:
         lock.release()
 
@@ -169,24 +174,30 @@ def _trainer_or_input_error(accelerator: str, devices: int | str, num_nodes: int
                          f"--devices 1).") from exc
 
 
-def _predict(trainer: Any, state: BatchState, items: list, finished: list[BatchJob], writer: Any,
-             echo: Callable[[str], None], changed: list[str]) -> BatchSummary:
-    """Run the planned items (rank 0 holding the lock), then summarise from the status records."""
+def _predict(trainer: Any, state: BatchState, items: list, shared: list[BatchJob], finished: list[BatchJob],
+             writer: Any, echo: Callable[[str], None], changed: list[str]) -> BatchSummary:
+    """Run the planned items, then the shared jobs (rank 0 holding the lock); summarise from the status records."""
     from torch.utils.data import DataLoader
 
     from .module import JobDataset, StylizeJobsModule, collate_one
+    from .shared import run_shared_jobs
 
-    world, planned = trainer.world_size, [job for job in items if job is not None]
+    world, planned = trainer.world_size, [job for job in items if job is not None] + shared
     if trainer.global_rank == 0:
         clean_stale_temps(state)
         state.write_json(state.plan_path, {"world_size": world, "jobs": [
             {"position": i, "rank": rank_of(i, world), "id": job.id if job else None,
-             "cost": job.cost if job else 0.0} for i, job in enumerate(items)]})
-        echo(f"{len(planned)} jobs to run on {world} rank(s), {len(finished)} already complete in {state.outdir}")
+             "cost": job.cost if job else 0.0} for i, job in enumerate(items)],
+            "shared_jobs": [{"id": job.id, "devices": job.devices, "ranks": list(range(job.devices)),
+                             "cost": job.cost} for job in shared]})
+        echo(f"{len(planned)} jobs to run on {world} rank(s)" + (f" ({len(shared)} shared by several ranks, after "
+             f"the others)" if shared else "") + f", {len(finished)} already complete in {state.outdir}")
     loader = DataLoader(JobDataset(items), batch_size=1, shuffle=False, collate_fn=collate_one, num_workers=0)
+    module = StylizeJobsModule(state.outdir)
     start = time.perf_counter()
     try:
-        trainer.predict(StylizeJobsModule(state.outdir), dataloaders=loader, return_predictions=False)
+        trainer.predict(module, dataloaders=loader, return_predictions=False)
+        run_shared_jobs(trainer, module, shared, writer)
     except (Interrupted, KeyboardInterrupt) as exc:  # say what finished, then end as the signal policy says
         _summarise(trainer, state, planned, finished, writer, start, changed, echo, interrupted=exc)
         raise
@@ -216,7 +227,7 @@ def _summarise(trainer: Any, state: BatchState, planned: list[BatchJob], finishe
 def add_batch_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The `sagvideo batch` flags (the CLI wires them into a subcommand)."""
     parser.add_argument("jobs", nargs="?", help="job file: YAML (a list, or {jobs: [...], defaults: {...}}) or "
-                        "CSV with a header video,style,prompt,id (+ dotted config keys); paths relative to it")
+                        "CSV with a header video,style,prompt,id,devices (+ dotted config keys); paths relative to it")
     parser.add_argument("--videos", metavar="DIR", help="instead of a job file: one job per video file in DIR")
     parser.add_argument("--style", metavar="IMAGE", help="style image for jobs that set none")
     parser.add_argument("--prompt", metavar="TEXT", help="prompt for jobs that set none")

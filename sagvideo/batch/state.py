@@ -4,7 +4,7 @@ Layout (one job = one id):
 
     OUTDIR/<id>.mp4, <id>.json, <id>.contact.png   outputs, written by the pipeline
     OUTDIR/summary.json                            the last run's summary (rank 0)
-    OUTDIR/.sagvideo/plan.json                     the last run's pending jobs, in dataset order
+    OUTDIR/.sagvideo/plan.json                     the last run's pending jobs, in dataset order; then its shared ones
     OUTDIR/.sagvideo/status/<id>.json              outcome of the job's latest execution
     OUTDIR/.sagvideo/failed/<id>.json              present while the job's latest execution failed
     OUTDIR/.sagvideo/lock                          held (flock) by rank 0 while a run is going

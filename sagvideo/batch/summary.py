@@ -48,6 +48,8 @@ def build_summary(planned: Sequence[BatchJob], skipped: Sequence[BatchJob], stat
             continue
         row = {"id": job.id, "status": record.get("status"), "seconds": record.get("seconds"),
                "rank": record.get("rank"), "device": record.get("device"), "seed": record.get("seed")}
+        if record.get("devices", 1) > 1:  # a job several ranks shared: `rank` is its rank 0
+            row["devices"] = record["devices"]
         if job.id in changed:
             row["rerun"] = "settings or input files changed"
         if record.get("status") == "failed":

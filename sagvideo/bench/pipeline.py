@@ -35,6 +35,30 @@ def _runtime(preset: str, config: Any, device: str):
     return runtime
 
 
+def config_sections(name: str | None) -> dict[str, Any]:
+    """The `sampling` and `guidance` sections of shipped config `name` as overrides ({} for None)."""
+    import dataclasses
+
+    from ..config import load_config
+
+    if name is None:
+        return {}
+    named = load_config(name)
+    return {"sampling": dataclasses.asdict(named.sampling), "guidance": dataclasses.asdict(named.guidance)}
+
+
+def _costs(report: dict[str, Any], config: Any) -> dict[str, Any]:
+    """Network evaluations (window calls and CFG branches) and VJPs of one run, with its sampler."""
+    from ..schedule_settings import cfg_off
+
+    calls = report["evaluations"]["window_evaluations"]
+    branches = 1 if cfg_off(config.sampling.cfg_scale) else 2
+    vjps = sum(r.get("cost", {}).get("vjps", 0) for r in report["guided_steps"])
+    return {"scheduler": config.sampling.scheduler, "cfg_scale": config.sampling.cfg_scale, "n": config.guidance.n,
+            "guided_steps": report["sampler"]["guided_steps"], "network_evaluations": calls,
+            "branch_evaluations": calls * branches, "vjps": vjps}
+
+
 def measure_pipeline(preset: str, frames: int, steps: int | None, guided: bool, size_px: int, device: str,
                      video: str, style: str, overrides: dict[str, Any], adapter: bool = False,
                      config_name: str | None = None, devices: int = 1) -> dict[str, Any] | None:

@@ -6,7 +6,8 @@ Every rank reads the clip and builds the same pipeline; at every network evaluat
 predicts its share of the context windows (`guidance.sharded_windows`), the predictions are
 gathered and blended on every rank in the one-device order, so the output is the same bytes as
 one device for the same seed. Rank 0 writes the outputs. `launch.py` starts the ranks and
-turns a failed rank into one message; `pipeline.py` is the sharded pipeline; `collective.py`
+turns a failed rank into one message; `rank.py` is one rank's part (also run by a batch job
+with `devices: N`, `batch/shared.py`); `pipeline.py` is the sharded pipeline; `collective.py`
 the all-gathers.
 """
 

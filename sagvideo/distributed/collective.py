@@ -1,6 +1,6 @@
-"""The all-gathers the sharded pipeline needs, over the process group Lightning Fabric set up.
+"""The all-gathers the sharded pipeline needs, over the process group Lightning set up (or a subgroup).
 
-Every call is collective: all ranks make it, in the same order, with the same shapes.
+Every call is collective: all ranks of the group make it, in the same order, with the same shapes.
 """
 
 from __future__ import annotations
@@ -17,23 +17,28 @@ from torch import Tensor
 
 @dataclass
 class Collective:
-    """This process's place in the run: `rank` of `world`, and the seconds spent exchanging."""
+    """This process's place in the run: `rank` of `world`, and the seconds spent exchanging.
+
+    `group`: the process group to exchange over; None is the default group (every process of the
+    launch). A batch job shared by global ranks 0..N-1 passes their subgroup, where rank == global rank.
+    """
 
     rank: int
     world: int
     device: torch.device = torch.device("cpu")  # where exchanged tensors must live (NCCL: this rank's GPU)
     seconds: dict[str, float] = field(default_factory=dict)
+    group: Any = None
 
     def exchange(self, tensor: Tensor) -> list[Tensor]:
         """Every rank's `tensor` (same shape everywhere), in rank order."""
         parts = [torch.empty_like(tensor) for _ in range(self.world)]
-        dist.all_gather(parts, tensor)
+        dist.all_gather(parts, tensor, group=self.group)
         return parts
 
     def objects(self, value: Any) -> list[Any]:
         """Every rank's picklable `value`, in rank order."""
         out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, value)
+        dist.all_gather_object(out, value, group=self.group)
         return out
 
     def timed(self, stage: str, fn: Callable[..., Any], *args: Any) -> Any:

@@ -15,7 +15,6 @@ doing so: the launcher watches the ranks it started itself, through the collecti
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import threading
@@ -61,15 +60,6 @@ def _keep_observer_from_killing() -> None:
     for thread in threading.enumerate():
         if thread.name == "child-process-observer" and hasattr(thread, "_run"):
             thread._run = lambda: True  # its next round ends the thread without killing anything
-
-
-def _rank_config(config: Config, rank: int) -> Config:
-    """The config a rank runs: no preview (its decode would be rank 0's alone); metrics on rank 0 only."""
-    config = copy.deepcopy(config)
-    config.output.preview = 0
-    if rank != 0:
-        config.output.metrics = False
-    return config
 
 
 def _exit_text(code: int) -> str:
@@ -129,13 +119,14 @@ def _failure(rank: int, places: list[str] | None, device: str, exc: BaseExceptio
     what = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, torch.OutOfMemoryError):
         what = f"out of memory ({out_of_memory_line(exc)}); to fix: fewer frames per window or more devices"
-    elif _is_collective_error(exc):
+    elif is_collective_error(exc):
         what = f"another rank left the run ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
     return RankFailed(f"rank {rank} on {device} failed: {what}; the run was ended on every rank and no output "
                       f"was written.")
 
 
-def _is_collective_error(exc: BaseException) -> bool:
+def is_collective_error(exc: BaseException) -> bool:
+    """Whether `exc` is a collective that failed because another rank left (or was lost)."""
     import torch.distributed as dist
 
     backend_error = getattr(dist, "DistBackendError", ())
@@ -177,37 +168,23 @@ def stylize_to_files_distributed(video: str | os.PathLike, style: str | os.PathL
     when a rank fails or dies, `ConfigError` (every rank) when there are fewer window groups
     than ranks (`checks.check_frame_settings`).
     """
-    from ..api import _run_video, stylize_to_files
     from ..pipeline.runtime import Runtime
-    from .pipeline import ShardedStylizePipeline
+    from .rank import rank_config, run_rank
 
     check_before_launch(video, config)
     fabric, collective, procs = start_ranks(config)
     rank, world = collective.rank, collective.world
     device = str(fabric.device)
     places: list[str] | None = None
-    rank_config = _rank_config(config, rank)
     try:
         places = [f"{host} {where}" if world > fabric.strategy.num_processes else where
                   for host, where in collective.objects((os.uname().nodename, device))]
-
-        def pipeline(runtime: Runtime, cfg: Config) -> ShardedStylizePipeline:
-            return ShardedStylizePipeline(runtime, cfg, collective)
-
-        runtime = Runtime.from_config(rank_config, video=True, device=fabric.device)
-        if rank == 0:
-            extra = dict(report_extra or {})
-            if config.output.preview:
-                extra["preview_note"] = "output.preview is off in a distributed run (the decode is shared out)"
-            report = stylize_to_files(video, style, prompt, output, config=rank_config, runtime=runtime,
-                                      depth_dir=depth_dir, seed=seed, progress=progress, report_extra=extra,
-                                      pipeline_class=pipeline)
-            for proc in procs:
-                proc.wait()
-            return report
-        _run_video(video, style, prompt, rank_config, runtime, depth_dir, None, seed, None, False,
-                   pipeline_class=pipeline)
-        return None
+        runtime = Runtime.from_config(rank_config(config, rank), video=True, device=fabric.device)
+        report = run_rank(video, style, prompt, output, config=config, runtime=runtime, collective=collective,
+                          depth_dir=depth_dir, seed=seed, progress=progress, report_extra=report_extra)
+        for proc in procs:
+            proc.wait()
+        return report
     except (Interrupted, KeyboardInterrupt):
         raise
     except SagVideoError as exc:
