@@ -145,3 +145,22 @@ def test_the_committed_video_proxy_follows_the_motion_its_control_asks_for():
     assert counts.evals == 6
     warp, reversed_, change = (float(metrics[k].mean()) for k in ("warp_error", "warp_error_reversed", "change"))
     assert warp < 0.5 * reversed_ and warp < 0.6 * change, (warp, reversed_, change)
+
+
+def test_a_trainer_never_overwrites_a_users_file_unasked(tmp_path):
+    from sagvideo.errors import InputError
+    from sagvideo.proxy.video_train import DEFAULT_VIDEO_CHECKPOINT, main
+
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"a user's file")
+    args = ["--out", str(mine), "--steps", "1", "--channels", "8", "--log-every", "1"]
+    with pytest.raises(InputError, match="already exists.*--overwrite"):
+        main(args)
+    assert mine.read_bytes() == b"a user's file"
+    with pytest.raises(InputError, match="does not exist"):
+        main(["--out", str(tmp_path / "absent" / "v.pt"), "--steps", "1"])
+    assert main([*args, "--overwrite"])["settings"]["steps"] == 1 and load_video_proxy(mine)[1]["settings"]["steps"] == 1
+    from sagvideo.proxy.checkpoint import checkpoint_target
+
+    # the package's own checkpoint is what the trainer re-creates: no --overwrite needed for it
+    assert checkpoint_target(DEFAULT_VIDEO_CHECKPOINT, DEFAULT_VIDEO_CHECKPOINT, False) == DEFAULT_VIDEO_CHECKPOINT

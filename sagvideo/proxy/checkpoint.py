@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..files import atomic_path
 from .model import DigitClassifier, ProxyUNet, UNetConfig
 from .schedule import proxy_alphas_cumprod
@@ -22,6 +23,29 @@ DEFAULT_CHECKPOINT = Path(__file__).with_name("proxy_digits.pt")
 TRAIN_COMMAND = "python -m sagvideo.proxy.train"
 FORMAT_VERSION = 1
 STORE_DTYPE = torch.float32  # ~0.4M parameters fit the 5 MB budget without going to float16
+
+
+def checkpoint_target(out: str | os.PathLike, default: Path, overwrite: bool) -> Path:
+    """Where a proxy trainer writes `out`; InputError now, before minutes of training, when its folder
+    is missing or it is a file of the user's (anything but the package's own `default`, which the
+    trainer exists to re-create) and `overwrite` is off."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise InputError(f"output folder '{out.parent}' does not exist. To fix: create it or pass another --out.")
+    if out.exists() and not overwrite and out.resolve() != default.resolve():
+        raise InputError(f"'{out}' already exists. To fix: pass --overwrite to replace it, or another --out.")
+    return out
+
+
+def run_command(main: Callable[[], Any]) -> None:
+    """A trainer's `main` as a command: a refused input ends it with its message and exit code 2, no traceback."""
+    import sys
+
+    try:
+        main()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 @dataclass

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..files import atomic_path
+from .checkpoint import checkpoint_target, run_command
 from .data import digit_split
 from .model import NUM_CLASSES
 from .train import _shift  # random 1-pixel translation, as the guide classifier trains
@@ -98,12 +99,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog=JUDGE_COMMAND, description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=str(DEFAULT_JUDGE))
     parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (the package's is always)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error("--epochs must be positive.")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise SystemExit(f"output folder '{out.parent}' does not exist. To fix: create it or pass another --out.")
+    out = checkpoint_target(args.out, DEFAULT_JUDGE, args.overwrite)
     judge, record = train_judge(args.epochs)
     save_judge(out, judge, record)
     print(f"judge: held-out accuracy {record['eval_accuracy']:.3f} on {record['eval_images']} digits, "
@@ -112,4 +112,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

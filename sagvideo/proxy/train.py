@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import InputError
-from .checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+from .checkpoint import DEFAULT_CHECKPOINT, checkpoint_target, run_command, save_checkpoint
 from .data import SPLIT_SEED, DigitSplit, digit_split
 from .evaluate import EVAL_CFG_SCALE, EVAL_STEPS, accuracy, cfg_sample_accuracy
 from .model import NULL_LABEL, DigitClassifier, ProxyUNet, UNetConfig
@@ -156,11 +155,9 @@ def train_classifier(data: DigitSplit, settings: TrainSettings, channels: int = 
 
 
 def run(out: str | Path = DEFAULT_CHECKPOINT, config: UNetConfig = UNetConfig(),
-        settings: TrainSettings = TrainSettings(), log: Callable[[str], None] = print) -> dict:
-    """All stages; writes the checkpoint to `out` and returns its `meta` record."""
-    out = Path(out)
-    if not out.parent.is_dir():  # fail now, not after minutes of training
-        raise InputError(f"output folder '{out.parent}' does not exist. To fix: create it or pass another --out.")
+        settings: TrainSettings = TrainSettings(), log: Callable[[str], None] = print, overwrite: bool = False) -> dict:
+    """All stages; writes the checkpoint to `out` (see `checkpoint_target`) and returns its `meta` record."""
+    out = checkpoint_target(out, DEFAULT_CHECKPOINT, overwrite)
     torch.set_num_threads(settings.threads)
     start = time.perf_counter()
     data = digit_split()
@@ -204,13 +201,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                         help="CFG samples per digit for the final check (0 skips it)")
     parser.add_argument("--log-every", type=int, default=TrainSettings.log_every)
     parser.add_argument("--seed", type=int, default=TrainSettings.seed)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (the package's is always)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.channels < 1 or args.clf_epochs < 1:
         parser.error("--steps, --channels and --clf-epochs must be positive.")
     settings = TrainSettings(steps=args.steps, clf_epochs=args.clf_epochs, eval_per_class=args.eval_per_class,
                              log_every=args.log_every, seed=args.seed)
-    return run(args.out, UNetConfig(channels=args.channels), settings)
+    return run(args.out, UNetConfig(channels=args.channels), settings, overwrite=args.overwrite)
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..files import atomic_path
+from .checkpoint import checkpoint_target, run_command
 from .train import _lr_factor  # warm-up then cosine, read from settings.warmup / .steps
 from .schedule import NUM_TRAIN_TIMESTEPS, add_noise, proxy_alphas_cumprod
 from .video_data import digit_split, moving_digit_clips, structure_maps
@@ -109,12 +110,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--log-every", type=int, default=VideoTrainSettings.log_every)
     parser.add_argument("--threads", type=int, default=VideoTrainSettings.threads,
                         help="torch threads (1 beats 2 on a machine that other jobs load)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out (the package's is always)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.channels < 1:
         parser.error("--steps and --channels must be positive.")
-    out = Path(args.out)
-    if not out.parent.is_dir():
-        raise SystemExit(f"output folder '{out.parent}' does not exist. To fix: create it or pass another --out.")
+    out = checkpoint_target(args.out, DEFAULT_VIDEO_CHECKPOINT, args.overwrite)
     model, record = train_video(VideoTrainSettings(steps=args.steps, log_every=args.log_every, threads=args.threads),
                                 VideoConfig(channels=args.channels))
     save_video_proxy(out, model, record)
@@ -123,4 +123,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)
