@@ -123,8 +123,8 @@ def test_bench_refuses_too_few_seeds_or_a_clip_within_one_window():
 
     with pytest.raises(InputError, match="--seeds >= 2"):
         bench_video_proxy(argparse.Namespace(seeds=1, steps=10))
-    with pytest.raises(InputError, match="more than 8 frames"):
-        bench_video_proxy(argparse.Namespace(seeds=4, steps=10, frames_video=8))
+    with pytest.raises(InputError, match="--clip-frames above 8"):
+        bench_video_proxy(argparse.Namespace(seeds=4, steps=10, clip_frames=8))
 
 
 def test_video_pareto_front_prefers_the_lower_warp_error():

@@ -102,6 +102,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
                         "on the preset's networks, one row set each")
     p.add_argument("--devices", type=int, nargs="+", default=[1],
                    help="pipeline: processes sharing each clip's windows, one row each (e.g. 1 2)")
+    p.add_argument("--clip-frames", dest="clip_frames", type=int, default=None,
+                   help="video-proxy: frames per clip (default 12: two 8-frame windows)")
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--plot", help="methods, video-proxy: write the Pareto plot (PNG) here")
     p.set_defaults(handler=run_bench)

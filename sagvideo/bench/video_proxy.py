@@ -181,9 +181,9 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
     from .paired import format_paired, paired_stats
 
     seeds, steps = args.seeds, args.steps
-    frames = getattr(args, "frames_video", FRAMES)
+    frames = getattr(args, "clip_frames", None) or FRAMES
     if seeds < 2 or steps < 2 or frames <= WINDOW:
-        raise InputError(f"bench video-proxy needs --seeds >= 2, --steps >= 2 and more than {WINDOW} frames "
+        raise InputError(f"bench video-proxy needs --seeds >= 2, --steps >= 2 and --clip-frames above {WINDOW} "
                          f"(so a clip spans several windows), got {seeds}, {steps}, {frames}.")
     torch.set_num_threads(max(1, getattr(args, "threads", 2)))
     model, meta = load_video_proxy()
