@@ -170,6 +170,13 @@ def test_a_batch_job_asks_for_devices_and_the_batch_must_have_them(tmp_path):
     assert "'devices: 2' and config 'distributed.devices: 3' (job) disagree" in text
     assert "distributed.num_nodes and distributed.accelerator are the batch's" in text
     assert "only 3 window(s)" in text and "use devices: 3 or fewer" in text  # 40 frames in 16/4 windows
+    # distributed.* in the base config (--config / --set) is refused once, naming where it came from; it
+    # neither marks every job as shared nor blames the jobs
+    for base in ({"distributed.accelerator": "cpu"}, {"distributed.devices": 2}):
+        with pytest.raises(JobFileError) as from_base:
+            load_jobs(batch_file(tmp_path / "plain.yaml", clip, [{"id": "a"}, {"id": "b"}]), load_config("tiny", base))
+        assert "1 problem" in str(from_base.value) and "the base config (--config / --set) sets distributed.*" \
+            in str(from_base.value) and "(job)" not in str(from_base.value)
     for world, job in ((2, {"id": "three", "devices": 3}), (1, {"id": "two", "devices": 2})):
         with pytest.raises(JobFileError, match=rf"job 1\): 'devices: {job['devices']}' asks for .* starts {world}\. "
                                                rf"To fix: run the batch with --devices {job['devices']} or more"):

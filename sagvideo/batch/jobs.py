@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..config import Config, load_config, merge
+from ..config import Config, DistributedConfig, load_config, merge
 from ..errors import InputError, SagVideoError
 from .jobfile import DEFAULT_KEYS, JOB_KEYS, RawEntry, RawJobFile, read_job_file
 from ..outputs.job import JobFiles
@@ -224,8 +224,7 @@ def _resolve_config(draft: _Draft, data: Mapping[str, Any], file_defaults: Mappi
     except SagVideoError as exc:
         problems.append(f"{draft.where}: {exc}")
         return
-    d = draft.config.distributed
-    if d.num_nodes > 1 or d.accelerator != "auto":  # the batch's processes are set by its own flags
+    if {"distributed.num_nodes", "distributed.accelerator"} & set(overrides):  # the batch's own flags set these
         problems.append(f"{draft.where}: distributed.num_nodes and distributed.accelerator are the batch's "
                         f"(--num-nodes, --accelerator), not a job's; a job's 'devices: N' takes global ranks "
                         f"0..N-1 of the batch, on however many nodes they are. To fix: drop these keys and give "
@@ -325,6 +324,10 @@ def resolve_jobs(raw: RawJobFile, label: str, base: Path, config: Config | None 
     """Validate raw entries and resolve them into jobs; raise `JobFileError` listing every problem."""
     config = config if config is not None else load_config()
     problems = [f"{label} line {line}: {msg}" if line else f"{label}: {msg}" for line, msg in raw.problems]
+    if config.distributed != DistributedConfig():  # or every job would inherit a share it never asked for
+        problems.append(f"{label}: the base config (--config / --set) sets distributed.* ({config.distributed}); a "
+                        f"batch's processes come from its --devices / --num-nodes / --accelerator and a job's share "
+                        f"from its 'devices: N'. To fix: drop distributed.* from --config / --set.")
     for key in raw.defaults:
         if key not in DEFAULT_KEYS:
             problems.append(f"{label}: unknown key '{key}' in 'defaults'. Keys allowed there: {', '.join(DEFAULT_KEYS)}.")

@@ -13,8 +13,9 @@ Faults: a rank whose part raises (out of memory included) drops its handle on th
 on gloo, freeing the group closes its connections, so a peer blocked in one of the job's
 collectives gets an error instead of waiting, and drops the group in turn. The job is recorded
 failed with the message of the rank whose own error ended it (not of the peers that only saw
-it go), rank 0's staging is removed by the output code, and the batch goes on. Not tested:
-NCCL (a peer inside an NCCL collective is not woken that way: it waits for the group's timeout).
+it go), rank 0's staging is removed by the output code, and the batch goes on. Not so on NCCL
+(not tested): a peer inside an NCCL collective is not woken that way; the group's timeout and
+NCCL's watchdog end the batch, which a rerun resumes (README).
 """
 
 from __future__ import annotations
