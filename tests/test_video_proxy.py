@@ -40,6 +40,7 @@ def test_the_bench_clips_use_digits_the_model_never_trained_on():
     assert len(train) + len(test) == 1797
     clips, control, labels = bench_clips(3, 5)
     assert labels.tolist() == [0, 1, 2] and torch.equal(control, structure_maps(clips))
+    assert (0, 0) not in [VELOCITIES[int(k)] for k in bench_clips(9, 2)[2]]  # every bench clip moves
     for frame in clips[:, 0, 0]:  # each first frame is one digit's 8x8 block rolled somewhere on the canvas
         blocks = torch.stack([torch.roll(frame, (-dy, -dx), dims=(0, 1))[:8, :8] for dy in range(16) for dx in range(16)])
         assert bool((blocks[:, None] == test[None]).all(-1).all(-1).any())
@@ -164,3 +165,32 @@ def test_a_trainer_never_overwrites_a_users_file_unasked(tmp_path):
 
     # the package's own checkpoint is what the trainer re-creates: no --overwrite needed for it
     assert checkpoint_target(DEFAULT_VIDEO_CHECKPOINT, DEFAULT_VIDEO_CHECKPOINT, False) == DEFAULT_VIDEO_CHECKPOINT
+
+
+def test_training_draws_only_the_training_digits(monkeypatch):
+    import sagvideo.proxy.video_train as video_train
+    from sagvideo.proxy.video_data import TRAIN_DIGITS
+
+    seen = []
+
+    def recording(count, frames, gen, digits=None, labels=None):
+        seen.append(len(digits))
+        return moving_digit_clips(count, frames, gen, digits, labels)
+
+    monkeypatch.setattr(video_train, "moving_digit_clips", recording)
+    train_video(VideoTrainSettings(steps=1, batch_size=2, log_every=1), VideoConfig(channels=8), log=lambda s: None)
+    assert seen == [TRAIN_DIGITS]
+
+
+def test_a_refused_trainer_input_exits_2_with_its_message_and_no_traceback(capsys):
+    from sagvideo.errors import InputError
+    from sagvideo.proxy.checkpoint import run_command
+
+    def refused():
+        raise InputError("'x.pt' already exists. To fix: pass --overwrite.")
+
+    with pytest.raises(SystemExit) as ended:
+        run_command(refused)
+    assert ended.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: 'x.pt' already exists. To fix: pass --overwrite.\n" and "Traceback" not in err

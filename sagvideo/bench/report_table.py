@@ -56,8 +56,10 @@ def methods_markdown(rows: list[dict]) -> str:
 
 def video_markdown(rows: list[dict]) -> str:
     """The `bench video-proxy` table: every row, best points marked, then the paired statistics."""
-    keys = ("style_loss", "warp_error", "warp_error_sq", "warp_error_reversed", "change", "flicker", "window_0_loss",
-            "window_1_loss", "window_gap")
+    windows = sorted({k for r in rows for k in r if k.startswith("window_") and k.endswith("_loss")},
+                     key=lambda k: int(k.split("_")[1]))
+    keys = ("style_loss", "warp_error", "warp_error_sq", "warp_error_reversed", "change", "flicker", *windows,
+            "window_gap")
     out = ["| method | setting | " + " | ".join(keys) + " | evals + VJPs |", "|---|---|" + "---|" * (len(keys) + 1)]
     for r in rows:
         if r["method"] == "model":
