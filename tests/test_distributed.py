@@ -315,8 +315,8 @@ def test_a_fault_ends_every_rank_with_a_message_and_no_output(small_clip, tmp_pa
 
 def test_a_batch_runs_shared_jobs_after_the_others_and_a_failing_rank_fails_its_job_alone(small_clip, tmp_path,
                                                                                             one_torch_thread):
-    """Two batch processes: a one-device job, then two jobs with devices: 2, the first of which
-    fails on rank 1 (out of memory at its first exchange, injected by tests/hooked.py)."""
+    """Three batch processes: a one-device job, then two jobs with devices: 2 (rank 2 waits), the
+    first of which fails on rank 1 (out of memory at its first exchange, injected by tests/hooked.py)."""
     from sagvideo.batch import StylizeJobsModule, load_jobs, run_batch
 
     jobs = [{"id": "one", "config": {"video.frames": 2}}, {"id": "broken", "devices": 2},
@@ -324,7 +324,7 @@ def test_a_batch_runs_shared_jobs_after_the_others_and_a_failing_rank_fails_its_
     out, log = tmp_path / "out", tmp_path / "runs.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "hooked.py"), "batch", str(log),
                              str(batch_file(tmp_path / "jobs.yaml", small_clip, jobs)), "-o", str(out),
-                             "--config", "tiny", "--devices", "2", "--accelerator", "cpu"],
+                             "--config", "tiny", "--devices", "3", "--accelerator", "cpu"],
                             env=dict(env(), HOOKED_OOM_IN_SHARED_JOB="1"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # meanwhile, the same jobs in one process here (the devices count changes neither seed nor fingerprint)
@@ -342,6 +342,8 @@ def test_a_batch_runs_shared_jobs_after_the_others_and_a_failing_rank_fails_its_
     runs = [tuple(line.split()) for line in log.read_text().splitlines()]
     assert sorted(runs) == [("broken", "0"), ("broken", "1"), ("one", "0"), ("shared", "0"), ("shared", "1")]
     assert runs[0] == ("one", "0")  # the one-device jobs first
+    plan = json.loads((out / ".sagvideo" / "plan.json").read_text())  # rank 2 took no part in the shared jobs
+    assert plan["world_size"] == 3 and [j["ranks"] for j in plan["shared_jobs"]] == [[0, 1], [0, 1]]
     assert (out / "shared.mp4").read_bytes() == (reference / "shared.mp4").read_bytes()
     report = json.loads((out / "shared.json").read_text())
     assert report["status"] == "complete" and report["distributed"]["windows_per_rank"] == [2, 1]
