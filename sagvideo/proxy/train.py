@@ -15,12 +15,12 @@ import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import sklearn
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .checkpoint import DEFAULT_CHECKPOINT, checkpoint_target, run_command, save_checkpoint
 from .data import SPLIT_SEED, DigitSplit, digit_split
@@ -81,23 +81,21 @@ def diffusion_loss(model: ProxyUNet, x0: Tensor, labels: Tensor, alphas_cumprod:
     return F.mse_loss(model(add_noise(x0, noise, t, alphas_cumprod), t, labels), noise)
 
 
-def train_diffusion(data: DigitSplit, config: UNetConfig, settings: TrainSettings,
-                    log: Callable[[str], None] = print) -> tuple[ProxyUNet, float]:
-    """Train the noise predictor; returns (EMA model in eval mode, mean loss of the last log window)."""
-    torch.manual_seed(settings.seed)
-    gen = torch.Generator().manual_seed(settings.seed)
-    alphas = proxy_alphas_cumprod().float()
-    model = ProxyUNet(config)
+def fit(model: nn.Module, batch_loss: Callable[[int], Tensor], settings: Any, name: str,
+        log: Callable[[str], None] = print) -> tuple[nn.Module, float]:
+    """The proxies' optimisation loop: AdamW, warm-up then cosine decay (`_lr_factor`), gradient
+    clipping, an exponential moving average of the weights, a log line every `log_every` steps.
+
+    `batch_loss(step)` -> the scalar loss of that step's batch (drawing its own batch and noise).
+    `settings` has steps, lr, warmup, grad_clip, ema_decay, log_every. Returns (the EMA model in
+    eval mode, frozen; the mean loss of the last `log_every` steps)."""
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
-    batches = _batches(len(data.train_labels), min(settings.batch_size, len(data.train_labels)), gen)
     window: list[float] = []
     start = time.perf_counter()
     for step in range(settings.steps):
-        idx = next(batches)
-        x0, labels = data.train_images[idx], data.train_labels[idx]
-        loss = diffusion_loss(model, x0, labels, alphas, gen, settings.label_dropout)
+        loss = batch_loss(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
@@ -109,9 +107,26 @@ def train_diffusion(data: DigitSplit, config: UNetConfig, settings: TrainSetting
                 p_ema.lerp_(p, 1.0 - decay)
         window = (window + [loss.item()])[-settings.log_every:]
         if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            log(f"diffusion step {step + 1}/{settings.steps}  loss {sum(window) / len(window):.4f}  "
+            log(f"{name} step {step + 1}/{settings.steps}  loss {sum(window) / len(window):.4f}  "
                 f"lr {sched.get_last_lr()[0]:.2e}  {time.perf_counter() - start:.0f}s")
     return ema.eval(), sum(window) / max(1, len(window))
+
+
+def train_diffusion(data: DigitSplit, config: UNetConfig, settings: TrainSettings,
+                    log: Callable[[str], None] = print) -> tuple[ProxyUNet, float]:
+    """Train the noise predictor; returns (EMA model in eval mode, mean loss of the last log window)."""
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    alphas = proxy_alphas_cumprod().float()
+    model = ProxyUNet(config)
+    batches = _batches(len(data.train_labels), min(settings.batch_size, len(data.train_labels)), gen)
+
+    def batch_loss(step: int) -> Tensor:
+        idx = next(batches)
+        return diffusion_loss(model, data.train_images[idx], data.train_labels[idx], alphas, gen,
+                              settings.label_dropout)
+
+    return fit(model, batch_loss, settings, "diffusion", log)
 
 
 @torch.no_grad()

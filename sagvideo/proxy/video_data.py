@@ -26,9 +26,9 @@ STRUCTURE_SIGMA = 1.0  # px: the control's blur (a coarse shape, as a depth map 
 
 def small_digits() -> Tensor:
     """The 1797 digits at their native 8x8 in [-1, 1] (background -1): (N, 8, 8) float32."""
-    from sklearn.datasets import load_digits
+    from .data import load_digit_images
 
-    return torch.as_tensor(load_digits().images, dtype=torch.float32) / 8.0 - 1.0
+    return load_digit_images(size=8)[0][:, 0]
 
 
 def roll_clip(first: Tensor, velocity: tuple[int, int], frames: int) -> Tensor:

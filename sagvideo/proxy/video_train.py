@@ -10,7 +10,6 @@ threads. 8 frames is the model's window: longer clips go through `guidance.Windo
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 from ..files import atomic_path
 from .checkpoint import checkpoint_target, run_command
-from .train import _lr_factor  # warm-up then cosine, read from settings.warmup / .steps
+from .train import fit
 from .schedule import NUM_TRAIN_TIMESTEPS, add_noise, proxy_alphas_cumprod
 from .video_data import digit_split, moving_digit_clips, structure_maps
 from .video_model import VideoConfig, VideoDenoiser
@@ -38,6 +37,7 @@ class VideoTrainSettings:
     batch_size: int = 16
     lr: float = 2e-3
     warmup: int = 50
+    grad_clip: float = 1.0
     ema_decay: float = 0.99
     seed: int = 0
     threads: int = 2
@@ -52,35 +52,21 @@ def train_video(settings: VideoTrainSettings = VideoTrainSettings(), config: Vid
     gen = torch.Generator().manual_seed(settings.seed)
     digits, alphas = digit_split("train"), proxy_alphas_cumprod().float()
     model = VideoDenoiser(config)
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
-    window: list[float] = []
-    start = time.perf_counter()
-    for step in range(settings.steps):
+
+    def batch_loss(step: int) -> torch.Tensor:
         x0, _ = moving_digit_clips(settings.batch_size, WINDOW, gen, digits)
         t = torch.randint(0, NUM_TRAIN_TIMESTEPS, (settings.batch_size,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        loss = F.mse_loss(model(add_noise(x0, noise, t, alphas), t, structure_maps(x0)), noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        decay = min(settings.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for p_ema, p in zip(ema.parameters(), model.parameters()):
-                p_ema.lerp_(p, 1.0 - decay)
-        window = (window + [loss.item()])[-settings.log_every:]
-        if (step + 1) % settings.log_every == 0 or step + 1 == settings.steps:
-            log(f"video step {step + 1}/{settings.steps}  loss {sum(window) / len(window):.4f}  "
-                f"{time.perf_counter() - start:.0f}s")
+        return F.mse_loss(model(add_noise(x0, noise, t, alphas), t, structure_maps(x0)), noise)
+
+    start = time.perf_counter()
+    ema, final_loss = fit(model, batch_loss, settings, "video", log)
     record = {"settings": asdict(settings), "config": config.as_dict(), "window": WINDOW,
-              "final_train_loss": sum(window) / max(1, len(window)),
+              "final_train_loss": final_loss,
               "num_parameters": sum(p.numel() for p in model.parameters()),
               "train_seconds": round(time.perf_counter() - start, 1),
               "load_average_at_end": os.getloadavg()[0], "torch_version": str(torch.__version__)}
-    return ema.eval().requires_grad_(False), record
+    return ema, record
 
 
 def save_video_proxy(path: str | os.PathLike, model: VideoDenoiser, record: dict) -> Path:
