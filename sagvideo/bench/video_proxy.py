@@ -172,6 +172,22 @@ def run_method(model, method: str, knobs: dict, seeds: int, frames: int, steps: 
     return metrics, counting, time.perf_counter() - start
 
 
+def _pair_best_points(best: dict[str, dict], unguided: dict, travel: dict, log: Callable[[str], None]) -> None:
+    """Each best point's `paired` entry: its per-seed differences from the unguided row (style, warp
+    error, window gap), from time travel and from SAG's best point (style, warp error, flicker)."""
+    from .paired import format_paired, paired_stats
+
+    for method, b in best.items():
+        others = {"unguided": unguided, "time travel": travel, **({"sag best": best["sag"]} if method != "sag" else {})}
+        b["paired"] = {}
+        for name, other in others.items():
+            for key in ("style_loss", "warp_error", "flicker" if name != "unguided" else "window_gap"):
+                if key + "_per_seed" in other:
+                    stats = paired_stats(b[key + "_per_seed"], other[key + "_per_seed"])
+                    b["paired"][f"{key} vs {name}"] = stats
+                    log("  " + format_paired(f"{method} ({b['setting']}) {key} vs {name}", stats))
+
+
 def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = print) -> list[dict]:
     """Controls, each method's strength sweep at matched compute, best points, paired statistics."""
     import torch
@@ -180,7 +196,6 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
     from ..method_registry import METHODS
     from ..proxy.video_train import load_video_proxy
     from .methods import matched_knob
-    from .paired import format_paired, paired_stats
 
     seeds, steps = args.seeds, args.steps
     frames = FRAMES if getattr(args, "clip_frames", None) is None else args.clip_frames
@@ -189,10 +204,8 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
                          f"(so a clip spans several windows), got {seeds}, {steps}, {frames}.")
     torch.set_num_threads(max(1, getattr(args, "threads", 2)))
     model, meta = load_video_proxy()
-    run = lambda method, knobs: run_method(model, method, knobs, seeds, frames, steps, unguided)  # noqa: E731
-    unguided = None
-    base, counts, sec = run("none", {})
-    unguided = base
+    base, counts, sec = run_method(model, "none", {}, seeds, frames, steps)
+    run = lambda method, knobs: run_method(model, method, knobs, seeds, frames, steps, base)  # noqa: E731
     clips, _, labels = bench_clips(seeds, frames)
     with torch.no_grad():
         source = clip_metrics(clips, labels, base)
@@ -221,15 +234,7 @@ def bench_video_proxy(args: argparse.Namespace, log: Callable[[str], None] = pri
         best[method]["best"] = True
         rows += points
     log(f"\nvideo proxy: paired differences over {seeds} seeds (best point minus the other row)")
-    for method, b in best.items():
-        others = {"unguided": rows[1], "time travel": rows[2], **({"sag best": best["sag"]} if method != "sag" else {})}
-        b["paired"] = {}
-        for name, other in others.items():
-            for key in ("style_loss", "warp_error", "flicker" if name != "unguided" else "window_gap"):
-                if key + "_per_seed" in other:
-                    stats = paired_stats(b[key + "_per_seed"], other[key + "_per_seed"])
-                    b["paired"][f"{key} vs {name}"] = stats
-                    log("  " + format_paired(f"{method} ({b['setting']}) {key} vs {name}", stats))
+    _pair_best_points(best, unguided=rows[1], travel=rows[2], log=log)
     if getattr(args, "plot", None):
         from pathlib import Path
 
